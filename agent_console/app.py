@@ -1,0 +1,87 @@
+"""The console's ASGI application factory; errors map to HTTP in this one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from agent_console import routes_auth
+from agent_console.context import ConsoleContext
+from agent_console.i18n import LANGUAGES
+from agent_console.rendering import render
+from agent_console.security import LoginRequired, SessionStore
+from kernel.errors import DunningError
+
+HERE = Path(__file__).resolve().parent
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+}
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") or request.method == "GET"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, error: LoginRequired) -> Response:
+        if _wants_html(request):
+            return RedirectResponse("/login", status_code=303)
+        return JSONResponse({"error": str(error)}, status_code=401)
+
+    @app.exception_handler(DunningError)
+    async def _dunning_error(request: Request, error: DunningError) -> Response:
+        if _wants_html(request) or request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            values = {"status": error.http_status, "message": str(error)}
+            return render(request, "error.html", values, status_code=error.http_status)
+        return JSONResponse({"error": str(error)}, status_code=error.http_status)
+
+
+def _install_basics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/lang/{language}", include_in_schema=False)
+    async def switch_language(language: str, request: Request) -> Response:
+        back = urlsplit(request.headers.get("referer", "")).path
+        response = RedirectResponse(back if back.startswith("/") else "/", status_code=303)
+        if language in LANGUAGES:
+            response.set_cookie("lang", language, samesite="strict", httponly=True)
+        return response
+
+
+def create_console(ctx: ConsoleContext) -> FastAPI:
+    """Build the web console bound to one context (database, coordination, keys)."""
+    app = FastAPI(title="催告コールセンター", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = ctx
+    app.state.sessions = SessionStore(
+        ctx.coordination, ctx.settings.console.idle_timeout_minutes * 60.0
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _install_basics(app)
+    _install_error_handlers(app)
+    app.include_router(routes_auth.router)
+    return app

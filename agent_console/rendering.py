@@ -1,0 +1,39 @@
+"""Server-rendered pages (Jinja2, autoescaped) with the user, CSRF token and language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+
+from agent_console.i18n import LANGUAGES, translator
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+
+
+def language_of(request: Request) -> str:
+    chosen = request.cookies.get("lang", "")
+    if chosen in LANGUAGES:
+        return chosen
+    return str(request.app.state.ctx.settings.console.language)
+
+
+def render(
+    request: Request, template: str, values: dict[str, Any], *, status_code: int = 200
+) -> Response:
+    language = language_of(request)
+    settings = request.app.state.ctx.settings
+    user = getattr(request.state, "user", None)
+    context = {
+        "t": translator(language),
+        "lang": language,
+        "user": user,
+        "csrf_token": user.csrf_token if user else "",
+        "municipality": settings.municipality,
+        "demo": settings.is_demo,
+        **values,
+    }
+    return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)

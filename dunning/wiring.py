@@ -1,0 +1,56 @@
+"""The one place where settings turn into adapters (database, coordination, calendar, keys)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from agent_console.context import ConsoleContext
+from kernel.calendar import CallingWindow
+from kernel.coordination import Coordination, connect_coordination
+from kernel.db import Database
+from kernel.pii import KeyRing
+from kernel.settings import Settings
+
+
+@dataclass
+class Services:
+    """Everything a command, the web app or a worker needs, built once from settings."""
+
+    settings: Settings
+    database: Database
+    coordination: Coordination
+    calling_window: CallingWindow
+    keyring: KeyRing
+
+    def close(self) -> None:
+        self.coordination.close()
+        self.database.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    return Services(
+        settings=settings,
+        database=Database(settings.database_url),
+        coordination=connect_coordination(settings.redis_url),
+        calling_window=CallingWindow(settings.calling_window.policy()),
+        keyring=KeyRing(settings.data_key_secret.get_secret_value()),
+    )
+
+
+def console_context(services: Services) -> ConsoleContext:
+    return ConsoleContext(
+        settings=services.settings,
+        database=services.database,
+        coordination=services.coordination,
+        keyring=services.keyring,
+        calling_window=services.calling_window,
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Plain structured-ish lines; messages must never carry personal values."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
