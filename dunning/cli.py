@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dunning.cli_sync import export_app, sync_app
 from dunning.cli_users import users_app
 from dunning.wiring import Services, build_services, configure_logging
 from kernel import audit, migrate
@@ -26,6 +27,8 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
+app.add_typer(sync_app, name="sync")
+app.add_typer(export_app, name="export")
 
 out = Console()
 err = Console(stderr=True)
