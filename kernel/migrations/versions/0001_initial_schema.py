@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 09:42:20.216718
+Create Date: 2026-11-25 14:41:13.232822
 """
 
 from __future__ import annotations
