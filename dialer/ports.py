@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ivr_scripts.actions import Action
 
 
 class CallStatus(StrEnum):
@@ -109,7 +112,9 @@ class CallEvent:
     speech: str | None = None
     speech_confidence: float | None = None
     no_input: bool = False
+    transfer_ok: bool | None = None
     duration_seconds: int | None = None
+    attempt_key: str | None = None
     raw: dict[str, str] = field(default_factory=dict)
 
 
@@ -127,3 +132,48 @@ class Carrier(Protocol):
     def active_calls(self) -> list[str]:
         """Carrier refs of calls the carrier still has in flight (start-up reconciliation)."""
         ...
+
+
+class SmsStatus(StrEnum):
+    """Message states as Twilio names them; the simulator and Asterisk map onto these."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SmsStatusEvent:
+    carrier_ref: str
+    occurred_at: datetime
+    status: SmsStatus
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """A message a resident sent us (e.g. 停止 / STOP). ``from_e164`` is personal data."""
+
+    carrier_ref: str
+    occurred_at: datetime
+    from_e164: str
+    body: str
+
+
+class CallEventSink(Protocol):
+    """The dialer's call-session service, as the carriers see it.
+
+    A carrier adapter turns what its protocol reports (a Twilio webhook, an AMI event, an AGI
+    reply, a simulated resident) into :class:`CallEvent` values and hands them here, in the
+    order it received them. The answer is the IVR actions to perform next (say, gather,
+    transfer, hang up); status-only events, repeats and events after the end get ``[]``.
+    ``attempt_key`` (the attempt's idempotency key) or ``carrier_ref`` identifies the call.
+    """
+
+    def on_call_event(self, event: CallEvent) -> list[Action]: ...
+
+    def on_sms_status(self, event: SmsStatusEvent) -> None: ...
+
+    def on_inbound_sms(self, message: InboundSms) -> None: ...
