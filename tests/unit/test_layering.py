@@ -10,9 +10,10 @@ ALLOWED: dict[str, set[str]] = {
     "kernel": set(),
     "sync": {"kernel"},
     "ivr_scripts": {"kernel"},
+    "reports": {"kernel"},
     "dialer": {"kernel", "ivr_scripts"},
-    "agent_console": {"kernel", "ivr_scripts", "dialer", "sync"},
-    "dunning": {"kernel", "ivr_scripts", "dialer", "sync", "agent_console"},
+    "agent_console": {"kernel", "ivr_scripts", "dialer", "sync", "reports"},
+    "dunning": {"kernel", "ivr_scripts", "dialer", "sync", "reports", "agent_console"},
 }
 
 
