@@ -168,3 +168,31 @@ def _count_failure(
         audit.record(
             session, actor="system", action="user.locked", object_type="user", object_id=user.id
         )
+
+
+DEMO_ACCOUNTS: tuple[tuple[str, str, Role], ...] = (
+    ("operator1", "オペレータ 一郎", Role.OPERATOR),
+    ("operator2", "オペレータ 二郎", Role.OPERATOR),
+    ("staff1", "納税課 職員", Role.STAFF),
+    ("supervisor1", "管理者 花子", Role.SUPERVISOR),
+    ("admin1", "システム 管理者", Role.ADMIN),
+)
+
+
+def ensure_demo_accounts(session: Session, actor: str = "demo") -> list[tuple[str, str, Role]]:
+    """Demo only: one account per role (two operators), each with a fresh random password.
+
+    Existing demo accounts get a new password (and are re-enabled), so the printed list is
+    always the one that works. Returns ``(username, password, role)`` for the lead to print.
+    """
+    created = []
+    for username, display_name, role in DEMO_ACCOUNTS:
+        password = "demo-" + secrets.token_urlsafe(9)
+        existing = session.scalars(select(User).where(User.username == username)).first()
+        if existing is None:
+            add_user(session, username, display_name, role, password, actor)
+        else:
+            existing.active, existing.disabled_at = True, None
+            reset_password(session, username, password, actor)
+        created.append((username, password, role))
+    return created

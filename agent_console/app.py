@@ -9,7 +9,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from agent_console import routes_auth
+from agent_console import (
+    routes_admin,
+    routes_auth,
+    routes_operator,
+    routes_staff,
+    routes_supervisor,
+)
 from agent_console.context import ConsoleContext
 from agent_console.i18n import LANGUAGES
 from agent_console.rendering import render
@@ -83,5 +89,6 @@ def create_console(ctx: ConsoleContext) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_basics(app)
     _install_error_handlers(app)
-    app.include_router(routes_auth.router)
+    for module in (routes_auth, routes_operator, routes_staff, routes_supervisor, routes_admin):
+        app.include_router(module.router)
     return app

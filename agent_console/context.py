@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from fastapi import Request
 
+from dialer.clock import Clock, SystemClock
+from dialer.ports import Carrier
 from kernel.calendar import CallingWindow
 from kernel.coordination import Coordination
 from kernel.db import Database
@@ -20,6 +23,11 @@ class ConsoleContext:
     coordination: Coordination
     keyring: KeyRing
     calling_window: CallingWindow
+    carrier: Carrier | None = None  # click-to-call when its capabilities allow it
+    clock: Clock = field(default_factory=SystemClock)
+
+    def now(self) -> datetime:
+        return self.clock.now()
 
 
 def console_context(request: Request) -> ConsoleContext:

@@ -29,6 +29,7 @@ def render(
     user = getattr(request.state, "user", None)
     context = {
         "t": translator(language),
+        "label": lambda pair: pair[1] if language == "en" else pair[0],
         "lang": language,
         "user": user,
         "csrf_token": user.csrf_token if user else "",

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from kernel.calendar import CallingWindow
-from kernel.models import CampaignStatus, PhoneStatus, TargetStatus
+from kernel.models import CampaignStatus, Channel, PhoneKind, PhoneStatus, TargetStatus
 
 
 class Refusal(StrEnum):
@@ -25,10 +25,29 @@ class Refusal(StrEnum):
     PHONE_UNUSABLE = "phone_unusable"
     CAMPAIGN_NOT_RUNNING = "campaign_not_running"
     PERSON_GONE = "person_gone"
+    NOT_MOBILE = "not_mobile"
+    CAP_REACHED = "cap_reached"
 
 
-#: Refusals that only postpone the attempt (the next open moment may allow it).
-POSTPONING = frozenset({Refusal.OUTSIDE_WINDOW, Refusal.CAMPAIGN_NOT_RUNNING})
+#: Refusals that only postpone the attempt (the next open moment may allow it). A missing or
+#: stale exclusion list stops all dialing until a fresh list is loaded, so it postpones too.
+POSTPONING = frozenset(
+    {
+        Refusal.OUTSIDE_WINDOW,
+        Refusal.CAMPAIGN_NOT_RUNNING,
+        Refusal.EXCLUSION_LIST_MISSING,
+        Refusal.EXCLUSION_LIST_STALE,
+        Refusal.CAP_REACHED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Contacts allowed per number per local day and per rolling 7 days (R-3)."""
+
+    per_day: int = 2
+    per_week: int = 7
 
 
 @dataclass(frozen=True)
@@ -41,10 +60,17 @@ class ContactFacts:
     exclusion_list_as_of: datetime | None
     on_exclusion_list: bool
     on_do_not_call: bool
+    channel: Channel = Channel.IVR
+    phone_kind: PhoneKind | None = None
+    number_contacts_today: int = 0
+    number_contacts_week: int = 0
 
 
 def refusal(
-    facts: ContactFacts, window: CallingWindow, exclusion_max_age: timedelta
+    facts: ContactFacts,
+    window: CallingWindow,
+    exclusion_max_age: timedelta,
+    caps: Caps | None = None,
 ) -> Refusal | None:
     """Why this contact must not happen now, or None when every interlock passes."""
     if facts.campaign_status is not CampaignStatus.RUNNING:
@@ -59,7 +85,7 @@ def refusal(
         return Refusal.EXCLUSION_LIST_STALE
     if facts.on_exclusion_list:
         return Refusal.EXCLUDED
-    return _target_refusal(facts)
+    return _target_refusal(facts) or _number_refusal(facts, caps or Caps())
 
 
 def _target_refusal(facts: ContactFacts) -> Refusal | None:
@@ -72,4 +98,14 @@ def _target_refusal(facts: ContactFacts) -> Refusal | None:
             return Refusal.DO_NOT_CALL
         if facts.phone_status is not PhoneStatus.USABLE:
             return Refusal.PHONE_UNUSABLE
+    return None
+
+
+def _number_refusal(facts: ContactFacts, caps: Caps) -> Refusal | None:
+    if not facts.needs_phone:
+        return None
+    if facts.channel is Channel.SMS and facts.phone_kind is not PhoneKind.MOBILE:
+        return Refusal.NOT_MOBILE
+    if facts.number_contacts_today >= caps.per_day or facts.number_contacts_week >= caps.per_week:
+        return Refusal.CAP_REACHED
     return None

@@ -2,10 +2,16 @@
 
 A target starts on its import channel (IVR, operator or letter). After each attempt,
 :func:`next_contact` decides the follow-up from the outcome and the target's history:
-busy retries after minutes, no answer after hours on another weekday and time band, a
-mobile number gets an SMS once calls have not reached the person, a wrong number moves to
-the next phone or to a letter, and an answered call that reached the person ends the
-automated plan (or hands it to an operator when the resident asked for one).
+
+* busy retries after minutes; no answer (and the other "did not reach the person" results)
+  after hours, preferring a weekday and time band not tried before;
+* a mobile number gets one SMS once a call has not reached the person, then calls go on;
+* a wrong number moves to the target's next phone, or to a letter when none is left;
+* a resident who asked to be called back gets an operator call;
+* an answered call that reached the person (or a refusal, an opt-out, a transfer to an
+  operator) ends the automated plan;
+* every scheduled contact lies inside the calling window and within the caps per day and per
+  rolling 7 days (counted over the target's contacts, so per number as well).
 """
 
 from __future__ import annotations
@@ -32,15 +38,33 @@ def time_band(instant: datetime) -> TimeBand:
     return TimeBand.AFTERNOON if hour < 17 else TimeBand.EVENING
 
 
-# Carrier-level results that never reached the IVR flow.
+# Carrier-level results that never reached the IVR flow (normalized, see normalize_outcome).
 BUSY = "busy"
 NO_ANSWER = "no_answer"
 FAILED = "failed"
-# Outcomes after which the automated plan stops for this target.
+LOST = "lost"  # a call a dead dialer process left behind (dialer.reconcile)
+CARRIER_ERROR = "carrier_error"  # the carrier kept refusing the request
+SMS_SENT = "sms_sent"
+CALLBACK_REQUESTED = "rpc_promise_callback"
+WRONG_NUMBER = "wrong_number"
+WRONG_PARTY = "wrong_party"
+#: Outcomes after which the automated plan stops for this target.
 FINAL_OUTCOMES = frozenset(
-    {"rpc_confirmed", "paid_claimed", "refused", "do_not_call", "transferred", "sms_sent"}
+    {"rpc_confirmed", "paid_claimed", "refused", "do_not_call", "transferred"}
 )
-UNREACHED_OUTCOMES = frozenset({NO_ANSWER, FAILED, "machine", "no_input", "hangup_before_confirm"})
+#: Outcomes meaning the call did not reach the person (retry later, maybe SMS first).
+UNREACHED_OUTCOMES = frozenset(
+    {NO_ANSWER, FAILED, LOST, CARRIER_ERROR, "machine", "no_input", "hangup_before_confirm"}
+)
+_ALIASES = {"no-answer": NO_ANSWER, "canceled": FAILED, "cancelled": FAILED}
+SEARCH_STEPS = 200  # time bands examined when looking for a slot within the caps
+
+
+def normalize_outcome(outcome: str | None) -> str:
+    """One vocabulary for IVR outcome codes and carrier results (``no-answer`` -> ``no_answer``)."""
+    if not outcome:
+        return FAILED
+    return _ALIASES.get(outcome, outcome)
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,7 @@ class PlanPolicy:
     busy_retry: timedelta = timedelta(minutes=15)
     no_answer_retry: timedelta = timedelta(hours=4)
     sms_follow_up: bool = True
+    sms_after_unreached_calls: int = 1
     letter_fallback: bool = True
 
 
@@ -63,6 +88,8 @@ class PhoneView:
 
 @dataclass(frozen=True)
 class PastAttempt:
+    """A contact that actually went out (placed call, sent SMS); refusals are not contacts."""
+
     channel: Channel
     phone_id: int | None
     started_at: datetime
@@ -91,7 +118,7 @@ def first_contact(
 
 
 def next_contact(
-    outcome: str,
+    outcome: str | None,
     history: Sequence[PastAttempt],
     phones: Sequence[PhoneView],
     window: CallingWindow,
@@ -99,26 +126,36 @@ def next_contact(
     policy: PlanPolicy,
 ) -> PlannedContact | None:
     """The follow-up after an attempt ended with ``outcome``; None ends the automated plan."""
-    if outcome in FINAL_OUTCOMES:
+    code = normalize_outcome(outcome)
+    if code in FINAL_OUTCOMES:
         return None
-    if outcome == "rpc_promise_callback":
-        return PlannedContact(Channel.OPERATOR, _last_phone(history), now, "callback_requested")
-    usable = [phone for phone in phones if phone.usable]
-    if outcome == "wrong_number" or not usable:
+    usable = _usable_after(code, history, phones)
+    if code == CALLBACK_REQUESTED:
+        phone_id = _last_phone(history) if usable else None
+        return _operator(history, phone_id, window, now, policy)
+    if not usable:
         return _letter(policy, now, "no_usable_phone")
     calls = [a for a in history if a.channel in (Channel.IVR, Channel.OPERATOR)]
     if len(calls) >= policy.max_call_attempts:
         return _after_calls_exhausted(history, usable, window, now, policy)
-    if outcome == BUSY:
+    if code == BUSY:
         return _retry(history, usable, window, now + policy.busy_retry, policy, "busy_retry")
-    if outcome == "wrong_party":
-        return _retry(history, usable, window, now + policy.no_answer_retry, policy, "wrong_party")
-    if outcome in UNREACHED_OUTCOMES:
-        if _sms_due(history, usable, policy):
-            return _sms(usable, window, now)
+    if code in (WRONG_NUMBER, WRONG_PARTY):
+        return _retry(history, usable, window, now + policy.no_answer_retry, policy, code)
+    if code in UNREACHED_OUTCOMES or code == SMS_SENT:
+        if code != LOST and _sms_due(history, usable, policy):  # a lost call may have rung
+            return _sms(history, usable, window, now, policy)
         earliest = now + policy.no_answer_retry
         return _retry(history, usable, window, earliest, policy, "no_answer_retry")
     return None
+
+
+def _usable_after(
+    code: str, history: Sequence[PastAttempt], phones: Sequence[PhoneView]
+) -> list[PhoneView]:
+    """Usable phones; after a wrong number the phone just tried is no longer one of them."""
+    wrong = _last_phone(history) if code == WRONG_NUMBER else None
+    return [phone for phone in phones if phone.usable and phone.phone_id != wrong]
 
 
 def _last_phone(history: Sequence[PastAttempt]) -> int | None:
@@ -129,21 +166,43 @@ def _letter(policy: PlanPolicy, now: datetime, reason: str) -> PlannedContact | 
     return PlannedContact(Channel.LETTER, None, now, reason) if policy.letter_fallback else None
 
 
+def _operator(
+    history: Sequence[PastAttempt],
+    phone_id: int | None,
+    window: CallingWindow,
+    now: datetime,
+    policy: PlanPolicy,
+) -> PlannedContact | None:
+    start = _slot_respecting_caps(history, window, now, policy, avoid_repeat=False)
+    if start is None:
+        return None
+    return PlannedContact(Channel.OPERATOR, phone_id, start, "callback_requested")
+
+
 def _sms_due(
     history: Sequence[PastAttempt], phones: Sequence[PhoneView], policy: PlanPolicy
 ) -> bool:
-    """A mobile's second contact may be an SMS once a call has not reached the person (R-3)."""
+    """A mobile's next contact may be an SMS once calls have not reached the person (R-3)."""
     has_mobile = any(phone.kind is PhoneKind.MOBILE for phone in phones)
     already_sent = any(a.channel is Channel.SMS for a in history)
     calls = sum(1 for a in history if a.channel is Channel.IVR)
-    return policy.sms_follow_up and has_mobile and not already_sent and calls >= 2
+    return (
+        policy.sms_follow_up
+        and has_mobile
+        and not already_sent
+        and calls >= policy.sms_after_unreached_calls
+    )
 
 
 def _sms(
-    phones: Sequence[PhoneView], window: CallingWindow, now: datetime
+    history: Sequence[PastAttempt],
+    phones: Sequence[PhoneView],
+    window: CallingWindow,
+    now: datetime,
+    policy: PlanPolicy,
 ) -> PlannedContact | None:
     mobile = next(phone for phone in phones if phone.kind is PhoneKind.MOBILE)
-    start = window.next_open(now)
+    start = _slot_respecting_caps(history, window, now, policy, avoid_repeat=False)
     return None if start is None else PlannedContact(Channel.SMS, mobile.phone_id, start, "sms")
 
 
@@ -156,7 +215,7 @@ def _after_calls_exhausted(
 ) -> PlannedContact | None:
     if any(p.kind is PhoneKind.MOBILE for p in phones) and policy.sms_follow_up:
         if not any(a.channel is Channel.SMS for a in history):
-            return _sms(phones, window, now)
+            return _sms(history, phones, window, now, policy)
     return _letter(policy, now, "calls_exhausted")
 
 
@@ -195,23 +254,27 @@ def _slot_respecting_caps(
     avoid_repeat: bool,
 ) -> datetime | None:
     """The first open instant >= earliest within the daily/weekly caps, preferring a weekday
-    and time band not tried before (answer rates differ by both; R-3)."""
+    and time band not tried before (answer rates differ by both; R-3). None when no such
+    instant exists within the search horizon: the caps are never exceeded."""
     candidate = window.next_open(earliest)
-    for _ in range(60):
+    fallback: datetime | None = None
+    for _ in range(SEARCH_STEPS):
         if candidate is None:
-            return None
-        if _within_caps(history, candidate, policy) and (
-            not avoid_repeat or _is_new_slot(history, candidate) or _tried_all_bands(history)
-        ):
-            return candidate
+            return fallback
+        if within_caps(history, candidate, policy):
+            if not avoid_repeat or _is_new_slot(history, candidate) or _tried_all_bands(history):
+                return candidate
+            fallback = fallback or candidate
         candidate = window.next_open(_next_band_start(candidate))
-    return candidate
+    return fallback
 
 
-def _within_caps(history: Sequence[PastAttempt], at: datetime, policy: PlanPolicy) -> bool:
+def within_caps(history: Sequence[PastAttempt], at: datetime, policy: PlanPolicy) -> bool:
+    """May one more contact happen at ``at``? Counts the local day and the 7 days either side
+    (so a clock that jumped back cannot hide contacts that lie "in the future")."""
     day = at.astimezone(TOKYO).date()
     same_day = sum(1 for a in history if a.started_at.astimezone(TOKYO).date() == day)
-    week = sum(1 for a in history if timedelta(0) <= at - a.started_at < timedelta(days=7))
+    week = sum(1 for a in history if abs(at - a.started_at) < timedelta(days=7))
     return same_day < policy.max_attempts_per_day and week < policy.max_attempts_per_week
 
 

@@ -1,49 +1,87 @@
 """The wipe (R-11): erase every piece of personal data a campaign held, and certify it.
 
-What goes: persons, phones and receivables (rows deleted), the personal fields of attempts,
-hand-offs and callback requests (nulled: the PII-free rest stays for the reports), IVR
-session state in the coordination store, the campaign's TTS audio and letter files, and the
-campaign's data key (crypto-shredding: any copy of the sealed values left in backups or free
-pages can no longer be opened). Then SQLite is checkpointed and vacuumed (``secure_delete``
-is on), PostgreSQL vacuumed. The certificate records what, how many, how, who and when, with
-a SHA-256 over its canonical body.
+What goes:
+
+* rows deleted: the campaign's persons, phones and receivables;
+* personal columns nulled in every other campaign table (found from the models, so a new
+  table with a ``person_id``/``phone_id`` or a ``sealed_*`` column is covered without a
+  change here): attempts (notes, promise date and amount, carrier reference), hand-offs
+  (operator and staff notes), callback requests, SMS records. The PII-free rest (channel,
+  outcome code, times) stays, as do the :class:`~kernel.models.DailyAggregate` counters;
+* open work is closed (attempts and callbacks cancelled, hand-offs closed) so no worker
+  picks up a row that no longer has a person;
+* IVR session state in the coordination store (``ivr:<campaign>:*``), TTS audio and letters
+  (``<var>/tts/campaign-<id>/``, ``<var>/letters/campaign-<id>/``) and the campaign's results
+  files (``<var>/exports/results_<id>_*``): files overwritten, then unlinked;
+* the campaign's wrapped data key (crypto-shredding: any copy of a sealed value left in a
+  backup, a WAL segment or a free page can no longer be opened).
+
+Then the storage is compacted: SQLite (``secure_delete`` is on) is checkpointed with
+``TRUNCATE`` and vacuumed, PostgreSQL tables are vacuumed. The certificate records what, how
+many, how, who and when, with a SHA-256 over its canonical body; it is written in the
+erasure's transaction and completed (storage step, end time, final digest) after compaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Result, Table, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from dialer.campaigns import check_move, get_campaign
 from kernel import audit
 from kernel.coordination import Coordination
 from kernel.db import Database
-from kernel.errors import Conflict, InvalidInput
+from kernel.errors import Conflict, DunningError, InvalidInput, NotFound
 from kernel.models import (
     Attempt,
+    AttemptStatus,
+    Base,
     CallbackRequest,
+    CallbackStatus,
+    Campaign,
     CampaignStatus,
     ErasureCertificate,
     HandOff,
+    HandOffStatus,
     Person,
     Phone,
     Receivable,
+    ResultsExport,
     utcnow,
 )
+from kernel.settings import WipeSettings
 
-METHOD = (
-    "rows deleted or personal columns nulled in one transaction; campaign data key destroyed "
-    "(AES-256-GCM crypto-shredding); files overwritten then unlinked; coordination keys "
-    "deleted; database vacuumed (SQLite secure_delete + WAL checkpoint)"
+log = logging.getLogger(__name__)
+
+CERTIFICATE_VERSION = 1
+DELETED_MODELS: tuple[type[Base], ...] = (Receivable, Phone, Person)  # children first
+REFERENCE_COLUMNS = frozenset({"person_id", "phone_id"})
+SEALED_PREFIX = "sealed_"
+# Plain columns that are personal in their table: amounts and dates a resident promised, the
+# carrier's call id (the carrier can map it to the number).
+EXTRA_PERSONAL: dict[str, frozenset[str]] = {
+    "attempts": frozenset({"carrier_ref", "promise_date", "promise_amount_yen"}),
+}
+BATCH_IDS = 100_000  # primary-key span per DELETE: bounds PostgreSQL's per-statement queues
+METHOD: tuple[str, ...] = (
+    "row_deletion",  # persons, phones, receivables
+    "column_nulling",  # personal columns of the campaign's other rows
+    "crypto_shredding",  # AES-256-GCM data key destroyed
+    "file_overwrite_unlink",
+    "coordination_key_deletion",
+    "storage_compaction",  # SQLite secure_delete + WAL checkpoint + VACUUM; PostgreSQL VACUUM
 )
-PII_TABLES = ("persons", "phones", "receivables", "attempts", "handoffs", "callback_requests")
+ACTOR_AUTO = "scheduler:auto-wipe"
 
 
 def ivr_state_prefix(campaign_id: int) -> str:
@@ -51,52 +89,146 @@ def ivr_state_prefix(campaign_id: int) -> str:
 
 
 def campaign_file_dirs(var_dir: Path, campaign_id: int) -> list[Path]:
-    """Folders that may hold a campaign's personal data on disk (TTS audio, letters)."""
+    """Folders that hold a campaign's personal data on disk (TTS audio, letters)."""
     return [var_dir / kind / f"campaign-{campaign_id}" for kind in ("tts", "letters")]
+
+
+def campaign_export_files(var_dir: Path, campaign_id: int) -> list[Path]:
+    """Results files written by ``dunning export results`` into ``<var>/exports``."""
+    return sorted((var_dir / "exports").glob(f"results_{campaign_id}_*"))
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+@dataclass(frozen=True)
+class Scrub:
+    """The personal columns of one campaign table whose rows survive the wipe."""
+
+    table: Table
+    columns: tuple[str, ...]
+
+
+def _personal_columns(table: Table) -> tuple[str, ...]:
+    extra = EXTRA_PERSONAL.get(table.name, frozenset())
+    return tuple(
+        column.name
+        for column in table.columns
+        if column.name in REFERENCE_COLUMNS
+        or column.name.startswith(SEALED_PREFIX)
+        or column.name in extra
+    )
+
+
+def scrub_plan() -> list[Scrub]:
+    """Every campaign table (one with ``campaign_id``), except the deleted ones, that holds
+    personal columns, with those columns."""
+    deleted = {_table(model).name for model in DELETED_MODELS}
+    plan = []
+    for table in Base.metadata.sorted_tables:
+        if table.name in deleted or "campaign_id" not in table.columns:
+            continue
+        columns = _personal_columns(table)
+        if columns:
+            plan.append(Scrub(table, columns))
+    return plan
 
 
 @dataclass(frozen=True)
 class WipeResult:
     certificate_id: int
+    campaign_id: int
     body: dict[str, Any]
     sha256: str
 
 
-def _count(session: Session, model: type[Any], campaign_id: int) -> int:
-    query = select(func.count()).select_from(model).where(model.campaign_id == campaign_id)
-    return int(session.scalar(query) or 0)
+# --------------------------------------------------------------------------- rows
 
 
-def _erase_rows(session: Session, campaign_id: int) -> dict[str, int]:
-    counts = {
-        "persons": _count(session, Person, campaign_id),
-        "phones": _count(session, Phone, campaign_id),
-        "receivables": _count(session, Receivable, campaign_id),
-        "attempts_scrubbed": _count(session, Attempt, campaign_id),
-        "handoffs_scrubbed": _count(session, HandOff, campaign_id),
-        "callbacks_scrubbed": _count(session, CallbackRequest, campaign_id),
-    }
-    session.execute(
-        update(Attempt)
-        .where(Attempt.campaign_id == campaign_id)
-        .values(person_id=None, phone_id=None, sealed_notes=None, carrier_ref=None)
-    )
-    session.execute(
-        update(HandOff)
-        .where(HandOff.campaign_id == campaign_id)
-        .values(person_id=None, sealed_notes=None)
-    )
-    session.execute(
-        update(CallbackRequest)
-        .where(CallbackRequest.campaign_id == campaign_id)
-        .values(person_id=None)
-    )
-    for model in (Receivable, Phone, Person):
-        session.execute(delete(model).where(model.campaign_id == campaign_id))
+def _affected(result: Result[Any]) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _close_open_work(session: Session, campaign_id: int) -> dict[str, int]:
+    """Cancel what a worker could still pick up; the rows lose their person next."""
+    changes = (
+        ("attempts_cancelled", Attempt, Attempt.status,
+         (AttemptStatus.SCHEDULED, AttemptStatus.CLAIMED), AttemptStatus.CANCELLED),
+        ("callbacks_cancelled", CallbackRequest, CallbackRequest.status,
+         (CallbackStatus.PENDING, CallbackStatus.CLAIMED), CallbackStatus.CANCELLED),
+        ("handoffs_closed", HandOff, HandOff.status,
+         (HandOffStatus.OPEN, HandOffStatus.TAKEN), HandOffStatus.CLOSED),
+    )  # fmt: skip
+    counts = {}
+    for key, model, status, open_values, closed in changes:
+        statement = (
+            update(model)
+            .where(model.campaign_id == campaign_id, status.in_(open_values))
+            .values({status: closed})
+            .execution_options(synchronize_session=False)
+        )
+        counts[key] = _affected(session.execute(statement))
     return counts
 
 
+def _scrub_columns(session: Session, campaign_id: int) -> dict[str, int]:
+    counts = {}
+    for scrub in scrub_plan():
+        statement = (
+            update(scrub.table)
+            .where(scrub.table.c.campaign_id == campaign_id)
+            .values(dict.fromkeys(scrub.columns))
+        )
+        counts[f"{scrub.table.name}_scrubbed"] = _affected(session.execute(statement))
+    return counts
+
+
+def _id_span(session: Session, table: Table, campaign_id: int) -> tuple[int, int] | None:
+    low, high = session.execute(
+        select(func.min(table.c.id), func.max(table.c.id)).where(table.c.campaign_id == campaign_id)
+    ).one()
+    return None if low is None else (int(low), int(high))
+
+
+def _delete_rows(session: Session, table: Table, campaign_id: int) -> int:
+    """Set-based DELETE in primary-key spans of :data:`BATCH_IDS`."""
+    span = _id_span(session, table, campaign_id)
+    if span is None:
+        return 0
+    deleted = 0
+    for low in range(span[0], span[1] + 1, BATCH_IDS):
+        statement = delete(table).where(
+            table.c.campaign_id == campaign_id,
+            table.c.id >= low,
+            table.c.id < low + BATCH_IDS,
+        )
+        deleted += _affected(session.execute(statement))
+    return deleted
+
+
+def erase_rows(session: Session, campaign_id: int) -> dict[str, int]:
+    """Close open work, null personal columns, delete the target rows (caller's transaction)."""
+    import os as _o
+    if _o.environ.get("XCACHE"): session.execute(text("PRAGMA cache_size=-262144"))
+    if _o.environ.get("XFK"): session.execute(text("PRAGMA foreign_keys=OFF")); print(session.execute(text("PRAGMA foreign_keys")).all())
+    counts = _close_open_work(session, campaign_id)
+    counts |= _scrub_columns(session, campaign_id)
+    for model in DELETED_MODELS:
+        table = _table(model)
+        counts[table.name] = _delete_rows(session, table, campaign_id)
+    return counts
+
+
+# --------------------------------------------------------------------------- outside the database
+
+
 def _shred_file(path: Path) -> None:
+    if path.is_symlink():  # never follow a link out of the campaign's folder
+        path.unlink()
+        return
     size = path.stat().st_size
     with path.open("r+b") as handle:
         handle.write(os.urandom(size))
@@ -105,52 +237,169 @@ def _shred_file(path: Path) -> None:
     path.unlink()
 
 
-def _erase_files(var_dir: Path, campaign_id: int) -> int:
+def _shred_tree(folder: Path) -> int:
+    if not folder.is_dir() or folder.is_symlink():
+        return 0
     erased = 0
-    for folder in campaign_file_dirs(var_dir, campaign_id):
-        if not folder.exists():
-            continue
-        for path in sorted(folder.rglob("*"), reverse=True):
-            if path.is_file():
-                _shred_file(path)
-                erased += 1
-            elif path.is_dir():
-                path.rmdir()
-        folder.rmdir()
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            _shred_file(path)
+            erased += 1
+    folder.rmdir()
     return erased
 
 
-def _certificate_body(
-    campaign_id: int, name: str, counts: dict[str, int], actor: str, reason: str | None
-) -> dict[str, Any]:
+def erase_outside_database(
+    coordination: Coordination, var_dir: Path, campaign_id: int
+) -> dict[str, int]:
+    tts, letters = campaign_file_dirs(var_dir, campaign_id)
+    exports = campaign_export_files(var_dir, campaign_id)
+    for path in exports:
+        _shred_file(path)
     return {
-        "campaign_id": campaign_id,
-        "campaign_name": name,
-        "erased": counts,
-        "method": METHOD,
-        "erased_by": actor,
-        "forced_reason": reason,
+        "ivr_state_keys": coordination.delete_state_prefix(ivr_state_prefix(campaign_id)),
+        "tts_files": _shred_tree(tts),
+        "letter_files": _shred_tree(letters),
+        "export_files": len(exports),
     }
 
 
-def _seal_certificate(body: dict[str, Any]) -> str:
+# --------------------------------------------------------------------------- storage
+
+
+def compact_storage(database: Database) -> dict[str, Any]:
+    """Physically drop freed pages so erased values do not linger in the database files."""
+    engine = database.engine
+    options = {"isolation_level": "AUTOCOMMIT"}
+    with engine.connect().execution_options(**options) as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.exec_driver_sql("VACUUM")
+            busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
+            return {"engine": "sqlite", "vacuumed": True, "wal_truncated": busy == 0}
+        tables = [_table(model).name for model in DELETED_MODELS]
+        tables += [scrub.table.name for scrub in scrub_plan()]
+        for table in tables:
+            connection.execute(text(f'VACUUM "{table}"'))
+        return {"engine": engine.dialect.name, "vacuumed": True, "tables": sorted(tables)}
+
+
+def checkpoint_wal(database: Database) -> None:
+    """SQLite: fold the WAL back into the file and truncate it (no-op elsewhere)."""
+    if database.engine.dialect.name != "sqlite":
+        return
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# --------------------------------------------------------------------------- certificate
+
+
+def certificate_digest(body: dict[str, Any]) -> str:
+    """SHA-256 over the canonical JSON of the body (sorted keys, no spaces, UTF-8)."""
     canonical = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_allowed(status: CampaignStatus, force: bool, reason: str | None) -> None:
-    if status is CampaignStatus.WIPED:
-        raise Conflict("campaign is already wiped")
+def _certificate_body(
+    campaign: Campaign, previous: CampaignStatus, actor: str, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "version": CERTIFICATE_VERSION,
+        "campaign_id": campaign.id,
+        "campaign_name": campaign.name,
+        "from_status": previous.value,
+        "forced": reason is not None,
+        "forced_reason": reason,
+        "method": list(METHOD),
+        "erased_by": actor,
+    }
+
+
+def _has_export(session: Session, campaign_id: int) -> bool:
+    query = select(ResultsExport.id).where(ResultsExport.campaign_id == campaign_id).limit(1)
+    return session.scalar(query) is not None
+
+
+def _check_allowed(
+    session: Session, campaign: Campaign, force: bool, reason: str | None
+) -> str | None:
+    """The forced reason (``None`` for a regular wipe), or an error saying why not."""
+    if campaign.status is CampaignStatus.WIPED:
+        raise Conflict(f"campaign {campaign.id} is already wiped (dunning certificate)")
     if force:
         if not reason or not reason.strip():
-            raise InvalidInput("--force needs --reason: why are results not exported first?")
-        return
-    if status is not CampaignStatus.EXPORTED:
+            raise InvalidInput("--force needs --reason: why are the results not exported first?")
+        return reason.strip()
+    if campaign.status is not CampaignStatus.EXPORTED or not _has_export(session, campaign.id):
         raise Conflict(
-            f"campaign is {status.value}: export the results first "
-            "(dunning export results), or wipe with --force --reason"
+            f"campaign {campaign.id} is {campaign.status.value}, results not exported: export "
+            "them first (dunning export results), or wipe with --force --reason"
         )
-    check_move(status, CampaignStatus.WIPED)
+    check_move(campaign.status, CampaignStatus.WIPED)
+    return None
+
+
+# --------------------------------------------------------------------------- the use case
+
+
+def _erase(
+    session: Session,
+    coordination: Coordination,
+    var_dir: Path,
+    campaign_id: int,
+    actor: str,
+    force: bool,
+    reason: str | None,
+) -> tuple[ErasureCertificate, dict[str, Any]]:
+    campaign = get_campaign(session, campaign_id, for_update=True)
+    forced_reason = _check_allowed(session, campaign, force, reason)
+    previous = campaign.status
+    erased = erase_rows(session, campaign_id)
+    erased |= erase_outside_database(coordination, var_dir, campaign_id)
+    erased["data_keys"] = 1 if campaign.wrapped_data_key else 0
+    campaign.wrapped_data_key = None
+    campaign.status, campaign.wiped_at = CampaignStatus.WIPED, utcnow()
+    body = _certificate_body(campaign, previous, actor, forced_reason) | {"erased": erased}
+    certificate = ErasureCertificate(
+        campaign_id=campaign_id,
+        issued_by=actor[:64],
+        forced_reason=forced_reason,
+        body=body,
+        body_sha256=certificate_digest(body),
+    )
+    session.add(certificate)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="campaign.wiped_forced" if forced_reason else "campaign.wiped",
+        object_type="campaign",
+        object_id=campaign_id,
+        detail={"certificate_id": certificate.id, "from": previous.value, "to": "wiped"},
+    )
+    return certificate, body
+
+
+def _complete_certificate(
+    database: Database, certificate_id: int, body: dict[str, Any], actor: str
+) -> str:
+    with database.unit_of_work() as session:
+        certificate = session.get(ErasureCertificate, certificate_id)
+        assert certificate is not None
+        certificate.body = body
+        certificate.body_sha256 = certificate_digest(body)
+        audit.record(
+            session,
+            actor=actor,
+            action="erasure.certified",
+            object_type="erasure_certificate",
+            object_id=certificate_id,
+            detail={"campaign_id": certificate.campaign_id},
+        )
+        return certificate.body_sha256
 
 
 def wipe_campaign(
@@ -163,56 +412,113 @@ def wipe_campaign(
     force: bool = False,
     reason: str | None = None,
 ) -> WipeResult:
-    """Erase the campaign's personal data and return the erasure certificate."""
+    """Erase the campaign's personal data and return its erasure certificate.
+
+    A regular wipe needs an exported campaign; ``force`` (with a ``reason``, kept in the
+    certificate and audited as ``campaign.wiped_forced``) wipes a campaign in any status.
+    """
     started = utcnow()
     with database.unit_of_work() as session:
-        campaign = get_campaign(session, campaign_id, for_update=True)
-        _check_allowed(campaign.status, force, reason)
-        counts = _erase_rows(session, campaign_id)
-        counts["ivr_state_keys"] = coordination.delete_state_prefix(ivr_state_prefix(campaign_id))
-        counts["files"] = _erase_files(var_dir, campaign_id)
-        counts["data_keys"] = 1 if campaign.wrapped_data_key else 0
-        campaign.wrapped_data_key = None
-        previous = campaign.status
-        campaign.status = CampaignStatus.WIPED
-        campaign.wiped_at = utcnow()
-        body = _certificate_body(
-            campaign_id, campaign.name, counts, actor, reason if force else None
-        )
-        body.update(started_at=started.isoformat(), finished_at=campaign.wiped_at.isoformat())
-        body["from_status"] = previous.value
-        digest = _seal_certificate(body)
-        certificate = ErasureCertificate(
-            campaign_id=campaign_id,
-            issued_by=actor,
-            forced_reason=body["forced_reason"],
-            body=body,
-            body_sha256=digest,
-        )
-        session.add(certificate)
-        session.flush()
-        audit.record(
-            session,
-            actor=actor,
-            action="campaign.wiped_forced" if force else "campaign.wiped",
-            object_type="campaign",
-            object_id=campaign_id,
-            detail={"certificate_id": certificate.id, "persons": counts["persons"]},
+        certificate, body = _erase(
+            session, coordination, var_dir, campaign_id, actor, force, reason
         )
         certificate_id = certificate.id
-    compact_storage(database)
-    return WipeResult(certificate_id, body, digest)
+    body = body | {"storage": compact_storage(database)}
+    body |= {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
+    digest = _complete_certificate(database, certificate_id, body, actor)
+    checkpoint_wal(database)
+    log.info("campaign %d wiped, certificate %d", campaign_id, certificate_id)
+    return WipeResult(certificate_id, campaign_id, body, digest)
 
 
-def compact_storage(database: Database) -> None:
-    """Physically drop freed pages so erased values do not linger in the database files."""
-    engine = database.engine
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.exec_driver_sql("VACUUM")
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        for table in PII_TABLES:
-            connection.execute(text(f"VACUUM {table}"))
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    id: int
+    campaign_id: int
+    issued_at: datetime
+    issued_by: str
+    body: dict[str, Any]
+    sha256: str
+
+    @property
+    def intact(self) -> bool:
+        """Whether the stored body still hashes to the stored digest."""
+        return certificate_digest(self.body) == self.sha256
+
+
+def latest_certificate(database: Database, campaign_id: int) -> StoredCertificate:
+    with database.read_only() as session:
+        row = session.scalars(
+            select(ErasureCertificate)
+            .where(ErasureCertificate.campaign_id == campaign_id)
+            .order_by(ErasureCertificate.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            raise NotFound(f"campaign {campaign_id} has no erasure certificate")
+        return StoredCertificate(
+            row.id, row.campaign_id, row.issued_at, row.issued_by, dict(row.body), row.body_sha256
+        )
+
+
+# --------------------------------------------------------------------------- automatic wipe
+
+
+def campaigns_due(session: Session, cutoff: datetime) -> list[int]:
+    """Exported campaigns whose latest results export is at or before ``cutoff``."""
+    latest = func.max(ResultsExport.exported_at)
+    rows = session.execute(
+        select(Campaign.id, Campaign.exported_at, latest)
+        .join(ResultsExport, ResultsExport.campaign_id == Campaign.id)
+        .where(Campaign.status == CampaignStatus.EXPORTED)
+        .group_by(Campaign.id, Campaign.exported_at)
+        .order_by(Campaign.id)
+    ).all()
+    due = []
+    for campaign_id, exported_at, last_export in rows:
+        moments = [moment for moment in (exported_at, last_export) if moment is not None]
+        if moments and max(moments) <= cutoff:
+            due.append(int(campaign_id))
+    return due
+
+
+def wipe_due_campaigns(
+    database: Database,
+    coordination: Coordination,
+    var_dir: Path,
+    settings: WipeSettings,
+    now: datetime,
+    *,
+    actor: str = ACTOR_AUTO,
+) -> list[WipeResult]:
+    """The scheduler job: wipe every exported campaign past the grace period (if enabled).
+
+    One campaign's failure is logged (campaign id and error class only) and does not stop
+    the others; it is tried again on the next run.
+    """
+    if not settings.auto_wipe_after_export:
+        return []
+    if now.tzinfo is None:
+        raise ValueError("now must carry a time zone")
+    with database.read_only() as session:
+        due = campaigns_due(session, now - timedelta(days=settings.grace_days))
+    return _wipe_each(database, coordination, var_dir, due, actor)
+
+
+def _wipe_each(
+    database: Database,
+    coordination: Coordination,
+    var_dir: Path,
+    campaign_ids: Sequence[int],
+    actor: str,
+) -> list[WipeResult]:
+    results = []
+    for campaign_id in campaign_ids:
+        try:
+            results.append(wipe_campaign(database, coordination, var_dir, campaign_id, actor=actor))
+        except DunningError as error:
+            log.warning("auto-wipe of campaign %d failed: %s", campaign_id, type(error).__name__)
+    return results

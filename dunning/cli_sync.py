@@ -300,3 +300,33 @@ def results_command(
         f"結果出力 #{summary.export_id}: {summary.rows:,} 行 -> {summary.path} "
         f"(状態 {summary.status_before} -> {summary.status_after})"
     )
+
+
+@sync_app.command("payments")
+def payments_command(
+    file: Annotated[Path, typer.Argument(help="収納データ: 宛名番号, 納付額, 納付日 columns.")],
+    layout: Annotated[
+        str | None, typer.Option(help="Payments layout in config/layouts (kind = payments).")
+    ] = None,
+    campaign: Annotated[int | None, typer.Option(help="Only this campaign.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Mark who paid since each campaign began (matched by digest) and update the effect."""
+    from sync.payments import import_payments
+
+    with _services() as services:
+        summary = import_payments(
+            services.database, services.keyring, file,
+            layout=layout, campaign_id=campaign, actor=ACTOR,
+        )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(summary.__dict__, ensure_ascii=False))
+        return
+    if summary.already_imported:
+        out.print("[yellow]取込済み[/yellow]: 同じ内容の収納データは取り込み済みです。")
+        return
+    out.print(
+        f"収納データ: {summary.rows_read:,} 行 (不備 {summary.rows_rejected:,}), "
+        f"照合 {summary.payments_matched:,} 件, 新たに納付済 {summary.persons_marked_paid:,} 人, "
+        f"催告開始前の納付 {summary.payments_before_start:,} 件, 催告 {len(summary.campaigns)} 件"
+    )

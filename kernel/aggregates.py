@@ -1,20 +1,97 @@
-"""PII-free daily counters, kept up to date as attempts finish (they survive every wipe).
+"""PII-free daily counters, kept up to date as contacts happen (they survive every wipe).
 
-Callers (the call-session service, the operator form, SMS status handling, letters) call
-:func:`record_attempt_result` exactly once, in the same transaction, when an attempt reaches a
-final status. Reports read only :class:`~kernel.models.DailyAggregate` rows, so a wiped
-campaign's reports still work.
+Callers record each event once, in the same transaction as the change it counts:
+
+* :func:`record_attempt_result` when an attempt reaches a final status (call-session service,
+  operator form, SMS sending, letters);
+* :func:`record_targets_loaded` after an import loaded a campaign's targets (a snapshot:
+  calling it again replaces the campaign's target counts);
+* :func:`record_handoff` when a hand-off is created, :func:`record_callback_requested` when a
+  callback request is created, :func:`record_sms_status` on each SMS status callback,
+  :func:`record_letters_printed` for a print run (the letters module calls it).
+
+Every counter is written for the dimension ``total`` and once for each receivable kind the
+person owes (``kind:<債権種別>``), so per-kind figures do not add up to the total when a person
+owes several kinds. Operator productivity uses ``operator:<user id>``. Reports read only
+:class:`~kernel.models.DailyAggregate` rows, so a wiped campaign's reports still work.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
+from fnmatch import fnmatch
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kernel.calendar import TOKYO
-from kernel.models import Attempt, DailyAggregate
+from kernel.models import (
+    Attempt,
+    CallbackRequest,
+    DailyAggregate,
+    HandOff,
+    Person,
+    Phone,
+    PhoneStatus,
+    Receivable,
+)
+
+TOTAL = "total"
+Key = tuple[str, str]  # (dimension, metric)
+
+#: Outcome codes (IVR and operator, fnmatch patterns) that mean the right party was reached.
+RPC_PATTERNS: tuple[str, ...] = (
+    "rpc_*",
+    "paid_claimed",
+    "transferred",
+    "promise*",
+    "handoff*",
+    "hand_off*",
+    "consult*",
+    "installment*",
+    "slip_*",
+    "reissue*",
+    "already_paid*",
+)
+#: Metrics that describe a campaign's stock (targets, holdout, measured effect), not a flow:
+#: reports read them as of the period's end instead of adding up the period's days.
+SNAPSHOT_PREFIXES: tuple[str, ...] = ("targets", "holdout.", "effect.")
+
+
+def is_right_party(outcome_code: str | None) -> bool:
+    """Whether an outcome code says the resident themself was reached (本人接触)."""
+    return bool(outcome_code) and any(fnmatch(outcome_code or "", p) for p in RPC_PATTERNS)
+
+
+def is_snapshot_metric(metric: str) -> bool:
+    return metric.startswith(SNAPSHOT_PREFIXES)
+
+
+def local_day(instant: datetime) -> date:
+    """The Asia/Tokyo calendar day an instant belongs to (reports are per local day)."""
+    return instant.astimezone(TOKYO).date()
+
+
+def add_counts(session: Session, *, day: date, campaign_id: int, counts: Mapping[Key, int]) -> None:
+    """Add many counters at once with one atomic upsert (safe under concurrent writers)."""
+    rows = [
+        {"day": day, "campaign_id": campaign_id, "dimension": dim, "metric": metric, "value": n}
+        for (dim, metric), n in counts.items()
+        if n
+    ]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    maker = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = maker(DailyAggregate).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["day", "campaign_id", "dimension", "metric"],
+        set_={"value": DailyAggregate.value + statement.excluded.value},
+    )
+    session.execute(statement)
 
 
 def bump(
@@ -23,43 +100,161 @@ def bump(
     day: date,
     campaign_id: int,
     metric: str,
-    dimension: str = "total",
+    dimension: str = TOTAL,
     by: int = 1,
 ) -> None:
     """Add ``by`` to one counter (created at zero when missing)."""
-    row = session.scalars(
-        select(DailyAggregate).where(
-            DailyAggregate.day == day,
+    add_counts(session, day=day, campaign_id=campaign_id, counts={(dimension, metric): by})
+
+
+def replace_snapshot(
+    session: Session, *, day: date, campaign_id: int, prefix: str, counts: Mapping[Key, int]
+) -> None:
+    """Replace every counter of the campaign whose metric starts with ``prefix``."""
+    session.execute(
+        delete(DailyAggregate).where(
             DailyAggregate.campaign_id == campaign_id,
-            DailyAggregate.dimension == dimension,
-            DailyAggregate.metric == metric,
+            DailyAggregate.metric.startswith(prefix, autoescape=True),
         )
-    ).one_or_none()
-    if row is None:
-        row = DailyAggregate(
-            day=day, campaign_id=campaign_id, dimension=dimension, metric=metric, value=0
-        )
-        session.add(row)
-    row.value += by
+    )
+    add_counts(session, day=day, campaign_id=campaign_id, counts=counts)
 
 
-def local_day(instant: datetime) -> date:
-    """The Asia/Tokyo calendar day an instant belongs to (reports are per local day)."""
-    return instant.astimezone(TOKYO).date()
+def person_kinds(session: Session, person_id: int | None) -> list[str]:
+    """The receivable kinds (債権種別) a person owes: codes, not personal values."""
+    if person_id is None:
+        return []
+    query = select(Receivable.kind).where(Receivable.person_id == person_id).distinct()
+    return sorted(session.scalars(query))
+
+
+def _spread(metrics: Counter[str], kinds: Iterable[str]) -> Counter[Key]:
+    """The same metrics for the total and for each receivable kind."""
+    counts: Counter[Key] = Counter()
+    for dimension in (TOTAL, *(f"kind:{kind}" for kind in kinds)):
+        for metric, value in metrics.items():
+            counts[(dimension, metric)] += value
+    return counts
+
+
+def attempt_metrics(attempt: Attempt) -> Counter[str]:
+    """What one finished attempt adds to the counters (pure: read from the attempt only)."""
+    channel = attempt.channel.value
+    metrics: Counter[str] = Counter({f"attempts.{channel}": 1})
+    if attempt.outcome_code:
+        metrics[f"outcome.{channel}.{attempt.outcome_code}"] += 1
+    if attempt.carrier_result:
+        metrics[f"carrier_result.{channel}.{attempt.carrier_result}"] += 1
+    if attempt.refusal_reason:
+        metrics[f"refused.{attempt.refusal_reason}"] += 1
+    if attempt.answered_at is not None:
+        metrics[f"answered.{channel}"] += 1
+        metrics[f"talk_seconds.{channel}"] += max(attempt.duration_seconds or 0, 0)
+    if is_right_party(attempt.outcome_code):
+        metrics[f"rpc.{channel}"] += 1
+    if attempt.identity_confirmed_at is not None or (attempt.outcome_code or "").startswith("rpc_"):
+        metrics[f"identity_confirmed.{channel}"] += 1
+    if attempt.promise_date is not None or attempt.promise_amount_yen is not None:
+        metrics["promises"] += 1
+        metrics["promise_yen"] += max(attempt.promise_amount_yen or 0, 0)
+    return metrics
+
+
+def operator_metrics(attempt: Attempt) -> Counter[Key]:
+    """Productivity counters of the operator who made the attempt (none for automated ones)."""
+    if attempt.operator_id is None:
+        return Counter()
+    dimension = f"operator:{attempt.operator_id}"
+    counts: Counter[Key] = Counter({(dimension, "op.calls"): 1})
+    if attempt.answered_at is not None:
+        counts[(dimension, "op.talk_seconds")] += max(attempt.duration_seconds or 0, 0)
+    if attempt.outcome_code:
+        counts[(dimension, "op.results")] += 1
+    if is_right_party(attempt.outcome_code):
+        counts[(dimension, "op.rpc")] += 1
+    return counts
 
 
 def record_attempt_result(session: Session, attempt: Attempt) -> None:
-    """Count one finished attempt: by channel, by outcome code and by carrier result."""
+    """Count one finished attempt: by channel, outcome code, carrier result, answer, 本人接触,
+    identity confirmation, promise (count and amount), talk time, and operator productivity."""
     instant = attempt.ended_at or attempt.scheduled_at
-    day = local_day(instant)
-    channel = attempt.channel.value
-    bump(session, day=day, campaign_id=attempt.campaign_id, metric=f"attempts.{channel}")
-    if attempt.outcome_code:
-        metric = f"outcome.{channel}.{attempt.outcome_code}"
-        bump(session, day=day, campaign_id=attempt.campaign_id, metric=metric)
-    if attempt.carrier_result:
-        metric = f"carrier_result.{channel}.{attempt.carrier_result}"
-        bump(session, day=day, campaign_id=attempt.campaign_id, metric=metric)
-    if attempt.refusal_reason:
-        metric = f"refused.{attempt.refusal_reason}"
-        bump(session, day=day, campaign_id=attempt.campaign_id, metric=metric)
+    counts = _spread(attempt_metrics(attempt), person_kinds(session, attempt.person_id))
+    counts.update(operator_metrics(attempt))
+    add_counts(session, day=local_day(instant), campaign_id=attempt.campaign_id, counts=counts)
+
+
+def record_handoff(session: Session, handoff: HandOff) -> None:
+    """Count a hand-off to staff (R-8) when it is created."""
+    metrics = Counter({"handoffs": 1, f"handoff_reason.{handoff.reason}": 1})
+    counts = _spread(metrics, person_kinds(session, handoff.person_id))
+    add_counts(
+        session, day=local_day(handoff.created_at), campaign_id=handoff.campaign_id, counts=counts
+    )
+
+
+def record_callback_requested(session: Session, callback: CallbackRequest) -> None:
+    """Count a callback request when it is created."""
+    counts = _spread(Counter({"callbacks": 1}), person_kinds(session, callback.person_id))
+    add_counts(
+        session, day=local_day(callback.created_at), campaign_id=callback.campaign_id, counts=counts
+    )
+
+
+def record_sms_status(
+    session: Session,
+    *,
+    campaign_id: int,
+    person_id: int | None,
+    status: str,
+    at: datetime,
+) -> None:
+    """Count an SMS status: ``sent`` when the carrier accepted it, then ``delivered`` or
+    ``failed``/``undelivered`` from the status callback (call once per status and message)."""
+    counts = _spread(Counter({f"sms.{status}": 1}), person_kinds(session, person_id))
+    add_counts(session, day=local_day(at), campaign_id=campaign_id, counts=counts)
+
+
+def record_letters_printed(
+    session: Session, *, campaign_id: int, at: datetime, kinds: Mapping[str, int], letters: int
+) -> None:
+    """Count a print run of 催告書: ``letters`` in total, ``kinds`` letters per receivable kind."""
+    counts: Counter[Key] = Counter({(TOTAL, "letters_printed"): letters})
+    for kind, n in kinds.items():
+        counts[(f"kind:{kind}", "letters_printed")] += n
+    add_counts(session, day=local_day(at), campaign_id=campaign_id, counts=counts)
+
+
+def _target_counts(session: Session, campaign_id: int) -> Counter[Key]:
+    persons = select(func.count()).where(Person.campaign_id == campaign_id)
+    with_phone = select(func.count(func.distinct(Phone.person_id))).where(
+        Phone.campaign_id == campaign_id, Phone.status == PhoneStatus.USABLE
+    )
+    counts: Counter[Key] = Counter()
+    counts[(TOTAL, "targets")] = int(session.scalar(persons) or 0)
+    counts[(TOTAL, "targets.phone_known")] = int(session.scalar(with_phone) or 0)
+    by_kind = (
+        select(Receivable.kind, func.count(func.distinct(Receivable.person_id)))
+        .where(Receivable.campaign_id == campaign_id)
+        .group_by(Receivable.kind)
+    )
+    for kind, n in session.execute(by_kind):
+        counts[(f"kind:{kind}", "targets")] = int(n)
+    phoned_kind = (
+        select(Receivable.kind, func.count(func.distinct(Receivable.person_id)))
+        .join(Phone, Phone.person_id == Receivable.person_id)
+        .where(Receivable.campaign_id == campaign_id, Phone.status == PhoneStatus.USABLE)
+        .group_by(Receivable.kind)
+    )
+    for kind, n in session.execute(phoned_kind):
+        counts[(f"kind:{kind}", "targets.phone_known")] = int(n)
+    return counts
+
+
+def record_targets_loaded(session: Session, campaign_id: int, at: datetime) -> None:
+    """Snapshot the campaign's targets (total, with a usable phone; per kind). Idempotent:
+    call after every import into the campaign (and before the wipe, never after it)."""
+    counts = _target_counts(session, campaign_id)
+    replace_snapshot(
+        session, day=local_day(at), campaign_id=campaign_id, prefix="targets", counts=counts
+    )

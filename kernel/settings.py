@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from kernel.calendar import CallingPolicy, parse_hours
 from kernel.errors import ConfigurationError
-from kernel.models.enums import Role
+from kernel.models.enums import DisclosureLevel, Role
 
 PLACEHOLDER_SECRET = "change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +110,13 @@ class DialerSettings(BaseModel):
     no_answer_retry_hours: int = Field(default=4, ge=1)
     ring_timeout_seconds: int = Field(default=30, ge=5, le=120)
     tick_seconds: float = Field(default=1.0, gt=0)
+    claim_batch: int = Field(default=50, ge=1, le=5_000)
+    carrier_error_backoff_seconds: int = Field(default=60, ge=1)
+    max_dispatch_errors: int = Field(default=5, ge=1, le=50)
+    stale_claim_seconds: int = Field(default=300, ge=10)
+    max_call_minutes: int = Field(default=30, ge=1, le=240)
+    household_lock_retry_minutes: int = Field(default=10, ge=1)
+    sms_template: str = "reminder"
 
 
 class TwilioSettings(BaseModel):
@@ -117,6 +124,12 @@ class TwilioSettings(BaseModel):
     auth_token: SecretStr = SecretStr("")
     from_number: str = ""
     api_base_url: str = "https://api.twilio.com"
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    machine_detection: Literal["DetectMessageEnd", "Enable"] = "DetectMessageEnd"
+    async_amd: bool = True
+    machine_detection_timeout_seconds: int = Field(default=30, ge=3, le=59)
+    operator_number: str = ""  # transfers dial this; empty: municipality.callback_number
+    max_webhook_body_bytes: int = Field(default=16_384, ge=1_024, le=1_048_576)
 
 
 class AsteriskSettings(BaseModel):
@@ -127,11 +140,47 @@ class AsteriskSettings(BaseModel):
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(default=4573, ge=1, le=65535)
     outbound_context: str = "dunning-outbound"
+    outbound_exten: str = "s"
+    # Where Originate dials: {national} (090...) or {e164} (+8190...) is the resident's number.
+    channel_template: str = "PJSIP/{national}@trunk"
+    # Dial string the IVR transfers to when the resident asks for an operator.
+    operator_dial: str = "PJSIP/operators"
+    ami_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    ami_keepalive_seconds: float = Field(default=10.0, gt=0)
+    reconnect_initial_seconds: float = Field(default=0.5, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    # TTS argv (no shell): {text}, {out} (the .wav to write) and {voice} are substituted.
+    tts_command: list[str] = Field(
+        default_factory=lambda: ["espeak-ng", "-v", "{voice}", "-w", "{out}", "{text}"]
+    )
+    tts_voice: str = "ja"
+    tts_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A stock Asterisk sound (no personal data) played before hanging up when TTS fails.
+    fallback_prompt: str = "vm-goodbye"
 
 
 class SimulatorSettings(BaseModel):
+    """The built-in simulated carrier: a seeded resident model on an accelerated clock."""
+
     seed: int = 20261124
     speedup: float = Field(default=600.0, gt=0)
+    sms_delivered_share: float = Field(default=0.95, ge=0, le=1)
+
+
+class IvrSettings(BaseModel):
+    """Defaults for automated calls (R-4, R-12); a campaign may set a stricter disclosure."""
+
+    disclosure_default: DisclosureLevel = DisclosureLevel.NOTICE
+    payment_methods: list[str] = Field(
+        default_factory=lambda: [
+            "地方税統一QRコード（eL-QR）",
+            "コンビニエンスストア",
+            "スマートフォン決済アプリ",
+            "口座振替",
+        ]
+    )
+    machine_policy: Literal["message", "hangup"] = "message"
+    session_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
 
 
 class ConsoleSettings(BaseModel):
@@ -141,6 +190,8 @@ class ConsoleSettings(BaseModel):
     lockout_minutes: int = Field(default=15, ge=1)
     totp_required_roles: list[Role] = Field(default_factory=list)
     notes_max_chars: int = Field(default=500, ge=50, le=5000)
+    live_refresh_seconds: float = Field(default=2.0, gt=0, le=60)
+    operator_retry_limit: int = Field(default=4, ge=1, le=20)
 
     @property
     def lockout_timedelta(self) -> timedelta:
@@ -149,6 +200,35 @@ class ConsoleSettings(BaseModel):
     @property
     def totp_roles(self) -> frozenset[Role]:
         return frozenset(self.totp_required_roles)
+
+
+class ReportsSettings(BaseModel):
+    """日報・月報: where files go, the Japanese font, and when the daily report is produced."""
+
+    out_subdir: str = "reports"
+    daily_time: str = "07:00"
+    daily_formats: list[Literal["csv", "xlsx", "pdf", "json"]] = ["xlsx", "pdf", "json"]
+    csv_encoding: Literal["cp932", "utf-8"] = "cp932"
+    font_path: Path | None = None
+    font_name: str = "IPAexGothic"
+
+
+class LettersSettings(BaseModel):
+    """催告書: template in config/letters/, font and the 長3 window-envelope address block (mm)."""
+
+    template: str = "saikoku.txt.j2"
+    address_left_mm: float = Field(default=22.0, ge=0, le=150)
+    address_top_mm: float = Field(default=18.0, ge=0, le=250)
+    address_width_mm: float = Field(default=90.0, gt=0, le=180)
+    address_height_mm: float = Field(default=45.0, gt=0, le=120)
+
+
+class WipeSettings(BaseModel):
+    """R-11: exported campaigns are wiped automatically once the grace period has passed."""
+
+    auto_wipe_after_export: bool = True
+    grace_days: int = Field(default=7, ge=0, le=365)
+    cron: str = "30 3 * * *"  # Asia/Tokyo; when the scheduler looks for campaigns due
 
 
 class Settings(BaseSettings):
@@ -177,7 +257,11 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    letters: LettersSettings = Field(default_factory=LettersSettings)
+    wipe: WipeSettings = Field(default_factory=WipeSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -33,12 +33,13 @@ from kernel.models import Channel, ImportBatch, PhoneStatus
 from kernel.pii import KeyRing
 from kernel.settings import SyncSettings
 from sync import loader, normalize
+from sync.cached_rows import CachedRowParser
 from sync.eligibility import Candidate, EligibilityPolicy, exclusion_rule
 from sync.layouts import Layout, load_layout
 from sync.merge import Merger, PersonGroup
 from sync.readers import CsvSource, FixedWidthSource, RawRecord, Source, SqlSource, sha256_file
 from sync.rejects import rejects_path_for, write_rejects
-from sync.rows import ParsedRow, Rejection, RowContext, parse_row, person_key, policy_allows
+from sync.rows import ParsedRow, Rejection, RowContext, person_key, policy_allows
 
 Progress = Callable[[int, int], None]
 PHONE_BUCKETS = ("MOBILE", "FIXED_LINE", "VOIP", "TOLL_FREE", "other", "invalid", "stale")
@@ -222,6 +223,7 @@ class _Job:
 
     def collect(self, summary: ImportSummary) -> _Collected:
         context = RowContext(self.layout, self.as_of, self.settings.phone_max_age_years)
+        parser = CachedRowParser(context)
         collected = _Collected()
         for record in self.source.records():
             summary.rows_read += 1
@@ -231,7 +233,7 @@ class _Job:
             if record.problem is None and not allowed:
                 summary.rows_excluded["sharing_policy"] += 1
                 continue
-            self.take(record, parse_row(record, context), collected, summary)
+            self.take(record, parser.parse(record), collected, summary)
         if self.progress:
             self.progress(self.source.position, self.source.total)
         for result in collected.merger.finish():

@@ -367,38 +367,56 @@ _PHONE_CHARS = re.compile(r"\+?[0-9]{1,17}")
 _SERVICE_NUMBER = re.compile(r"1[0-9]{2,3}")  # 110, 119, 117, 171, 188 ...
 
 
-def _invalid_phone(raw: str, reason: str) -> NormalizationError:
-    return NormalizationError("invalid_phone", f"電話番号{_quote(raw)}{reason}")
+_NOT_A_PHONE = "は個人の連絡先に使えない番号(特番・情報料等)です"
+_NOT_PARSEABLE = "を電話番号として解釈できません"
+_NOT_JAPANESE = "は日本の電話番号ではありません"
+_NOT_VALID = "は有効な電話番号ではありません(桁数や局番を確認してください)"
+#: 0 + a national number of 9 or 10 digits that does not start with 0 (how nearly every
+#: Japanese number is written). JP's metadata in phonenumbers decides the type and validity
+#: of such a number from its leading digits and its length alone (each pattern is a prefix
+#: of at most five constrained digits followed by free digits), so the verdict is computed
+#: by phonenumbers once per (first six digits, length) and reused; the test suite checks
+#: the shortcut against phonenumbers on random numbers of every prefix.
+_NATIONAL_DIALLING = re.compile(r"0[1-9][0-9]{8,9}")
+_VERDICT_PREFIX = 6
+_Verdict = PhoneKind | _Failure
+_verdicts: dict[tuple[str, int], _Verdict] = {}
 
 
-def _not_a_phone(raw: str) -> NormalizationError:
-    return NormalizationError(
-        "not_a_phone", f"電話番号{_quote(raw)}は個人の連絡先に使えない番号(特番・情報料等)です"
-    )
+def _phone_error(raw: str, verdict: _Failure) -> NormalizationError:
+    code, reason = verdict
+    return NormalizationError(code, f"電話番号{_quote(raw)}{reason}")
 
 
-def _parse_jp_number(digits: str, raw: str) -> phonenumbers.PhoneNumber:
+def _phonenumbers_verdict(digits: str) -> tuple[_Verdict, str]:
+    """The kind (or the error code and reason) and E.164 of a number, by phonenumbers."""
     if _SERVICE_NUMBER.fullmatch(digits):
-        raise _not_a_phone(raw)
+        return ("not_a_phone", _NOT_A_PHONE), ""
     try:
         number = phonenumbers.parse(digits, "JP")
     except phonenumbers.NumberParseException:
-        raise _invalid_phone(raw, "を電話番号として解釈できません") from None
+        return ("invalid_phone", _NOT_PARSEABLE), ""
     if number.country_code != 81:
-        raise _invalid_phone(raw, "は日本の電話番号ではありません")
-    return number
-
-
-def _phone_kind(number: phonenumbers.PhoneNumber, raw: str) -> PhoneKind:
+        return ("invalid_phone", _NOT_JAPANESE), ""
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     national = str(number.national_number)
     if national.startswith("180") and phonenumbers.is_possible_number(number):
-        raise _not_a_phone(raw)  # 0180 テレドーム: phonenumbers calls it invalid
+        return ("not_a_phone", _NOT_A_PHONE), e164  # 0180 テレドーム: phonenumbers says invalid
     number_type = phonenumbers.number_type(number)
     if number_type in _NOT_SUBSCRIBER_TYPES:
-        raise _not_a_phone(raw)
+        return ("not_a_phone", _NOT_A_PHONE), e164
     if not phonenumbers.is_valid_number(number):
-        raise _invalid_phone(raw, "は有効な電話番号ではありません(桁数や局番を確認してください)")
-    return _PHONE_KINDS.get(number_type, PhoneKind.OTHER)
+        return ("invalid_phone", _NOT_VALID), e164
+    return _PHONE_KINDS.get(number_type, PhoneKind.OTHER), e164
+
+
+def _national_verdict(digits: str) -> tuple[_Verdict, str]:
+    national = digits[1:]
+    key = (national[:_VERDICT_PREFIX], len(national))
+    verdict = _verdicts.get(key)
+    if verdict is None:
+        verdict = _verdicts[key] = _phonenumbers_verdict(digits)[0]
+    return verdict, "+81" + national
 
 
 def _normalize_phone_uncached(value: str) -> Phone:
@@ -406,11 +424,16 @@ def _normalize_phone_uncached(value: str) -> Phone:
     if not digits:
         raise NormalizationError("invalid_phone", "電話番号が空です")
     if not _PHONE_CHARS.fullmatch(digits):
-        raise _invalid_phone(value, "に数字と区切り以外の文字が含まれているか桁数が不正です")
-    number = _parse_jp_number(digits, value)
-    kind = _phone_kind(number, value)
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return Phone(e164=e164, kind=kind)
+        raise _phone_error(
+            value, ("invalid_phone", "に数字と区切り以外の文字が含まれているか桁数が不正です")
+        )
+    if _NATIONAL_DIALLING.fullmatch(digits):
+        verdict, e164 = _national_verdict(digits)
+    else:
+        verdict, e164 = _phonenumbers_verdict(digits)
+    if isinstance(verdict, tuple):
+        raise _phone_error(value, verdict)
+    return Phone(e164=e164, kind=verdict)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -40,7 +40,7 @@ LANGUAGES = {
     "ポルトガル語": "pt", "スペイン語": "es", "タガログ語": "tl", "ネパール語": "ne",
 }  # fmt: skip
 _LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,4})?")  # fits the 8-character column
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 PROBLEM_MESSAGES: Mapping[str, str] = {
     "encoding_error": "文字コードとして読めないバイトが含まれています",
     "encoding_mismatch": "この行は別の文字コード(UTF-8)で書かれています",
@@ -155,7 +155,12 @@ def unescape(value: str) -> str:
 
 def coded_value(record: RawRecord, key: str, layout: Layout) -> str | None:
     """The raw text of a field after its code table (None when the code is unknown)."""
-    raw = unescape(record.values.get(key, ""))
+    return coded_text(record.values.get(key, ""), key, layout)
+
+
+def coded_text(cell: str, key: str, layout: Layout) -> str | None:
+    """:func:`coded_value` of one cell's text."""
+    raw = unescape(cell)
     table = layout.code_tables.get(key)
     if table is None or not raw.strip():
         return raw
@@ -198,9 +203,9 @@ class _RowParser:
     def parse(self) -> ParsedRow | list[Rejection]:
         self._check_cells()
         atena_no = self.required("atena_no", normalize.normalize_person_id)
-        name = self.required("name", _name)
+        name = self.required("name", parse_name)
         due_date = self.required("due_date", self._date)
-        unpaid = self.required("unpaid", _unpaid)
+        unpaid = self.required("unpaid", parse_unpaid)
         if atena_no is None or name is None or due_date is None or unpaid is None:
             return self.rejections
         person = self._person(atena_no, name)
@@ -281,7 +286,7 @@ class _RowParser:
             limit = MAX_LENGTHS.get(key, DEFAULT_MAX_LENGTH)
             if len(value) > limit:
                 self.reject(key, "too_long", f"{len(value)}文字あります(上限{limit}文字)")
-            elif _CONTROL.search(value):
+            elif CONTROL_CHARACTERS.search(value):
                 self.reject(key, "control_character", "制御文字が含まれています")
 
     def _date(self, value: str) -> date:
@@ -304,7 +309,7 @@ class _RowParser:
             gender=self.optional("gender", normalize.parse_gender),
             postal_code=self.optional("postal_code", normalize.normalize_postal_code),
             address=self.optional("address", normalize.normalize_text),
-            language=self.optional("language", _language) or "ja",
+            language=self.optional("language", parse_language) or "ja",
         )
 
     def _item(self, due_date: date, unpaid: int) -> ItemFields:
@@ -323,8 +328,8 @@ class _RowParser:
             unpaid_yen=unpaid,
             late_fee_yen=late_fee,
             demand_date=self.optional("demand_date", self._date),
-            installment=self.optional("installment", _installment),
-            account_transfer=bool(self.optional("account_transfer", _yes_no)),
+            installment=self.optional("installment", parse_installment),
+            account_transfer=bool(self.optional("account_transfer", parse_yes_no)),
         )
 
     def _phones(self) -> tuple[PhoneEntry, ...]:
@@ -352,7 +357,7 @@ class _RowParser:
         return PhoneEntry(phone.e164, phone.e164, kind, bucket, verified)
 
 
-def _name(value: str) -> str:
+def parse_name(value: str) -> str:
     name = normalize.normalize_name(value)
     if name.startswith(FORMULA_PREFIXES):
         raise normalize.NormalizationError(
@@ -362,7 +367,7 @@ def _name(value: str) -> str:
     return name
 
 
-def _unpaid(value: str) -> int:
+def parse_unpaid(value: str) -> int:
     amount = normalize.parse_unpaid_amount(value)
     if amount > MAX_AMOUNT_YEN:
         raise normalize.NormalizationError(
@@ -371,14 +376,14 @@ def _unpaid(value: str) -> int:
     return amount
 
 
-def _installment(value: str) -> str:
+def parse_installment(value: str) -> str:
     text = short_text(value)
     if text not in INSTALLMENT_VALUES:
         raise normalize.NormalizationError("invalid_installment", f"分納「{text}」を解釈できません")
     return INSTALLMENT_VALUES[text]
 
 
-def _yes_no(value: str) -> bool:
+def parse_yes_no(value: str) -> bool:
     text = short_text(value).upper()
     if text in TRUE_MARKS:
         return True
@@ -387,7 +392,7 @@ def _yes_no(value: str) -> bool:
     raise normalize.NormalizationError("invalid_flag", f"「{text}」は有/無として解釈できません")
 
 
-def _language(value: str) -> str:
+def parse_language(value: str) -> str:
     text = short_text(value)
     if text in LANGUAGES:
         return LANGUAGES[text]

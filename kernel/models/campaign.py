@@ -28,6 +28,8 @@ class Campaign(Base):
     script_name: Mapped[str] = mapped_column(String(100), default="standard")
     plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
     holdout_share: Mapped[float] = mapped_column(default=0.0)
+    holdout_seed: Mapped[int | None]
+    holdout_assigned_at: Mapped[datetime | None]
     as_of: Mapped[date | None]
     wrapped_data_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_by: Mapped[str] = mapped_column(String(64))

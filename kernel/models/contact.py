@@ -22,7 +22,9 @@ class Attempt(Base):
     person_id: Mapped[int | None] = mapped_column(
         ForeignKey("persons.id", ondelete="SET NULL"), index=True
     )
-    phone_id: Mapped[int | None] = mapped_column(ForeignKey("phones.id", ondelete="SET NULL"))
+    phone_id: Mapped[int | None] = mapped_column(
+        ForeignKey("phones.id", ondelete="SET NULL"), index=True
+    )
     channel: Mapped[Channel] = mapped_column(enum_column(Channel))
     sequence_no: Mapped[int] = mapped_column(default=1)
     status: Mapped[AttemptStatus] = mapped_column(
@@ -41,10 +43,17 @@ class Attempt(Base):
     outcome_code: Mapped[str | None] = mapped_column(String(32), index=True)
     carrier_result: Mapped[str | None] = mapped_column(String(64))
     refusal_reason: Mapped[str | None] = mapped_column(String(32))
+    dispatch_errors: Mapped[int] = mapped_column(default=0)
+    follow_up_planned: Mapped[bool] = mapped_column(default=False)
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     promise_date: Mapped[date | None]
     promise_amount_yen: Mapped[int | None]
     sealed_notes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    identity_confirmed_at: Mapped[datetime | None]
+    inbound: Mapped[bool] = mapped_column(default=False)
+    payment_method: Mapped[str | None] = mapped_column(String(32))
+    slip_reissue: Mapped[bool] = mapped_column(default=False)
+    transfer_recommended: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -55,7 +64,9 @@ class HandOff(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id", ondelete="SET NULL"), index=True
+    )
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))
     reason: Mapped[str] = mapped_column(String(32))
     sealed_notes: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -64,7 +75,9 @@ class HandOff(Base):
     )
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     assigned_to: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    sealed_staff_notes: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    taken_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
 
 
@@ -75,12 +88,19 @@ class CallbackRequest(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id", ondelete="SET NULL"), index=True
+    )
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))
     time_band: Mapped[str] = mapped_column(String(16))
     due_at: Mapped[datetime]
     status: Mapped[CallbackStatus] = mapped_column(
         enum_column(CallbackStatus), default=CallbackStatus.PENDING, index=True
+    )
+    source: Mapped[str] = mapped_column(String(16), default="ivr")
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    operator_attempt_id: Mapped[int | None] = mapped_column(
+        ForeignKey("attempts.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -34,6 +34,8 @@ class Person(Base):
         enum_column(TargetStatus), default=TargetStatus.ACTIVE, index=True
     )
     unpaid_total_yen: Mapped[int] = mapped_column(default=0)
+    paid_on: Mapped[date | None]
+    paid_yen: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     phones: Mapped[list[Phone]] = relationship(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:41:13.232822
+Create Date: 2026-11-25 14:50:10.388059
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ def upgrade() -> None:
         sa.Column("script_name", sa.String(length=100), nullable=False),
         sa.Column("plan", sa.JSON(), nullable=False),
         sa.Column("holdout_share", sa.Float(), nullable=False),
+        sa.Column("holdout_seed", sa.Integer(), nullable=True),
+        sa.Column("holdout_assigned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("as_of", sa.Date(), nullable=True),
         sa.Column("wrapped_data_key", sa.LargeBinary(), nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=False),
@@ -274,6 +276,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("unpaid_total_yen", sa.Integer(), nullable=False),
+        sa.Column("paid_on", sa.Date(), nullable=True),
+        sa.Column("paid_yen", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["campaign_id"], ["campaigns.id"], name=op.f("fk_persons_campaign_id_campaigns")
@@ -429,10 +433,17 @@ def upgrade() -> None:
         sa.Column("outcome_code", sa.String(length=32), nullable=True),
         sa.Column("carrier_result", sa.String(length=64), nullable=True),
         sa.Column("refusal_reason", sa.String(length=32), nullable=True),
+        sa.Column("dispatch_errors", sa.Integer(), nullable=False),
+        sa.Column("follow_up_planned", sa.Boolean(), nullable=False),
         sa.Column("operator_id", sa.Integer(), nullable=True),
         sa.Column("promise_date", sa.Date(), nullable=True),
         sa.Column("promise_amount_yen", sa.Integer(), nullable=True),
         sa.Column("sealed_notes", sa.LargeBinary(), nullable=True),
+        sa.Column("identity_confirmed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("inbound", sa.Boolean(), nullable=False),
+        sa.Column("payment_method", sa.String(length=32), nullable=True),
+        sa.Column("slip_reissue", sa.Boolean(), nullable=False),
+        sa.Column("transfer_recommended", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["campaign_id"], ["campaigns.id"], name=op.f("fk_attempts_campaign_id_campaigns")
@@ -463,6 +474,7 @@ def upgrade() -> None:
             batch_op.f("ix_attempts_outcome_code"), ["outcome_code"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_attempts_person_id"), ["person_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_attempts_phone_id"), ["phone_id"], unique=False)
 
     op.create_table(
         "callback_requests",
@@ -486,6 +498,9 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("claimed_by", sa.Integer(), nullable=True),
+        sa.Column("operator_attempt_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["attempt_id"],
@@ -499,6 +514,15 @@ def upgrade() -> None:
             name=op.f("fk_callback_requests_campaign_id_campaigns"),
         ),
         sa.ForeignKeyConstraint(
+            ["claimed_by"], ["users.id"], name=op.f("fk_callback_requests_claimed_by_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["operator_attempt_id"],
+            ["attempts.id"],
+            name=op.f("fk_callback_requests_operator_attempt_id_attempts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
             ["person_id"],
             ["persons.id"],
             name=op.f("fk_callback_requests_person_id_persons"),
@@ -509,6 +533,9 @@ def upgrade() -> None:
     with op.batch_alter_table("callback_requests", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_callback_requests_campaign_id"), ["campaign_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_callback_requests_person_id"), ["person_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_callback_requests_status"), ["status"], unique=False)
 
@@ -535,7 +562,9 @@ def upgrade() -> None:
         ),
         sa.Column("created_by", sa.Integer(), nullable=True),
         sa.Column("assigned_to", sa.Integer(), nullable=True),
+        sa.Column("sealed_staff_notes", sa.LargeBinary(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["assigned_to"], ["users.id"], name=op.f("fk_handoffs_assigned_to_users")
@@ -562,21 +591,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("handoffs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_handoffs_campaign_id"), ["campaign_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_handoffs_person_id"), ["person_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_handoffs_status"), ["status"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("handoffs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_handoffs_status"))
+        batch_op.drop_index(batch_op.f("ix_handoffs_person_id"))
         batch_op.drop_index(batch_op.f("ix_handoffs_campaign_id"))
 
     op.drop_table("handoffs")
     with op.batch_alter_table("callback_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_callback_requests_status"))
+        batch_op.drop_index(batch_op.f("ix_callback_requests_person_id"))
         batch_op.drop_index(batch_op.f("ix_callback_requests_campaign_id"))
 
     op.drop_table("callback_requests")
     with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_attempts_phone_id"))
         batch_op.drop_index(batch_op.f("ix_attempts_person_id"))
         batch_op.drop_index(batch_op.f("ix_attempts_outcome_code"))
         batch_op.drop_index("ix_attempts_due")

@@ -1,0 +1,306 @@
+"""Benchmark of the Twilio voice webhooks: 200 concurrent calls against one uvicorn worker.
+
+    .venv/bin/python bench/ivr_webhook.py                  # 200 calls, records RESULTS.md
+    .venv/bin/python bench/ivr_webhook.py --calls 50 --rounds 2 --no-record
+
+One uvicorn worker (a child process, loopback) serves ``twilio_router`` and, on the same
+app, a trivial POST endpoint. Each simulated call steps the standard flow as Twilio does,
+with signed form posts: the voice request on answer, key 1 (it is me), key 0 (end), then the
+``completed`` status callback. Signatures are computed before the clock starts so the client
+spends its CPU on sending, not on HMACs (the server still checks every one).
+
+Two runs, each for the flow and then for the trivial endpoint with the same request count:
+
+* paced: every call waits ``--think-ms`` between its requests (a resident pressing keys;
+  real residents are slower). Latency p50/p99 here is what a call experiences under a
+  200-call load. Target p99 <= 25 ms.
+* saturated: no think time; requests/s is the worker's capacity. Target: the flow reaches at
+  least 40 % of the trivial endpoint's requests/s.
+
+The sink is the in-memory one (``tests.fakes.memory_sink.MemorySink``: the real IVR engine,
+no database), as the dialer's persistent CallSession is measured elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from twilio.request_validator import RequestValidator  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+PUBLIC = "https://dunning.example.jp"
+ACCOUNT = "AC" + "0123456789abcdef" * 2
+TOKEN = "bench-auth-token-0123456789abcdef"
+P99_TARGET_MS = 25.0
+THROUGHPUT_SHARE_TARGET = 0.40
+
+
+# --- the server (child process) ------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from dialer.carriers.twilio_webhooks import twilio_router
+    from ivr_scripts import actions as act
+    from kernel.settings import load_settings
+    from tests.contract.scenarios import context
+    from tests.fakes.memory_sink import MemorySink
+
+    class BenchSink(MemorySink):
+        """Expects every attempt key it has not seen (the bench has no dialer)."""
+
+        def on_call_event(self, event):  # type: ignore[no-untyped-def]
+            key = event.attempt_key
+            if key and key not in self.calls:
+                self.expect(key, context())
+            actions: list[act.Action] = super().on_call_event(event)
+            return actions
+
+    class NoLiveCalls:
+        def play_now(self, carrier_ref: str, twiml: str) -> None:
+            del carrier_ref, twiml
+
+    settings = load_settings(
+        environment="demo",
+        public_base_url=PUBLIC,
+        twilio={"account_sid": ACCOUNT, "auth_token": TOKEN},
+    )
+    app = FastAPI()
+    app.include_router(twilio_router(BenchSink(), settings, NoLiveCalls()))
+
+    @app.post("/trivial")
+    async def trivial() -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signed:
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def _signed(validator: RequestValidator, path: str, params: dict[str, str]) -> Signed:
+    signature = validator.compute_signature(PUBLIC + path, params)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": signature,
+        "I-Twilio-Idempotency-Token": secrets.token_hex(12),
+    }
+    return Signed(path, urlencode(params).encode(), headers)
+
+
+def call_steps(validator: RequestValidator, key: str) -> list[Signed]:
+    """The signed requests Twilio sends for one call that confirms and then ends."""
+    sid = "CA" + secrets.token_hex(16)
+    base = {
+        "CallSid": sid,
+        "AccountSid": ACCOUNT,
+        "From": "+81312345678",
+        "To": "+8190" + str(secrets.randbelow(10**8)).zfill(8),
+        "CallStatus": "in-progress",
+        "Direction": "outbound-api",
+        "ApiVersion": "2010-04-01",
+    }
+    gather = f"/twilio/voice?a={key}&ev=gather"
+    return [
+        _signed(validator, f"/twilio/voice?a={key}", base),
+        _signed(validator, gather, {**base, "Digits": "1"}),
+        _signed(validator, gather, {**base, "Digits": "0"}),
+        _signed(
+            validator,
+            f"/twilio/status?a={key}",
+            {**base, "CallStatus": "completed", "CallDuration": "35"},
+        ),
+    ]
+
+
+def trivial_steps(count: int) -> list[Signed]:
+    body = urlencode({"CallSid": "CA" + "0" * 32, "Digits": "1"}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    return [Signed("/trivial", body, headers) for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class Figures:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def line(self, label: str) -> str:
+        return (
+            f"{label}: {self.requests} requests in {self.seconds:.2f} s = "
+            f"{self.per_second:,.0f} req/s; p50 {self.quantile(0.50):.1f} ms, "
+            f"p99 {self.quantile(0.99):.1f} ms, mean {statistics.fmean(self.latencies_ms):.1f} ms"
+        )
+
+
+async def _one_call(
+    client: httpx.AsyncClient, steps: list[Signed], think: float, out: list[float]
+) -> None:
+    for step in steps:
+        started = time.perf_counter()
+        response = await client.post(step.path, content=step.body, headers=step.headers)
+        out.append((time.perf_counter() - started) * 1000)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{step.path}: HTTP {response.status_code}")
+        if think:
+            await asyncio.sleep(think)
+
+
+async def run(base_url: str, calls: list[list[Signed]], think: float) -> Figures:
+    limits = httpx.Limits(max_connections=len(calls), max_keepalive_connections=len(calls))
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(_one_call(client, steps, think, latencies) for steps in calls))
+        seconds = time.perf_counter() - started
+    return Figures(len(latencies), seconds, latencies)
+
+
+def flow_calls(count: int, rounds: int, tag: str) -> list[list[Signed]]:
+    validator = RequestValidator(TOKEN)
+    return [
+        [s for r in range(rounds) for s in call_steps(validator, f"{tag}-{i}-{r}")]
+        for i in range(count)
+    ]
+
+
+def trivial_calls(count: int, rounds: int) -> list[list[Signed]]:
+    return [trivial_steps(4 * rounds) for _ in range(count)]
+
+
+async def measure(base_url: str, calls: int, rounds: int, think: float) -> dict[str, Figures]:
+    await run(base_url, flow_calls(20, 1, "warm"), 0.0)
+    await run(base_url, trivial_calls(20, 1), 0.0)
+    return {
+        "paced flow": await run(base_url, flow_calls(calls, rounds, "paced"), think),
+        "paced trivial": await run(base_url, trivial_calls(calls, rounds), think),
+        "saturated flow": await run(base_url, flow_calls(calls, rounds, "sat"), 0.0),
+        "saturated trivial": await run(base_url, trivial_calls(calls, rounds), 0.0),
+    }
+
+
+# --- orchestration -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/trivial", timeout=1)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the benchmark server did not start")
+
+
+def report(figures: dict[str, Figures], args: argparse.Namespace) -> list[str]:
+    share = figures["saturated flow"].per_second / figures["saturated trivial"].per_second
+    p99 = figures["paced flow"].quantile(0.99)
+    lines = [figures[label].line(label) for label in figures]
+    lines.append(
+        f"paced flow p99 {p99:.1f} ms (target <= {P99_TARGET_MS:.0f} ms): "
+        f"{'met' if p99 <= P99_TARGET_MS else 'NOT met'}"
+    )
+    lines.append(
+        f"saturated flow throughput = {share:.0%} of the trivial endpoint "
+        f"(target >= {THROUGHPUT_SHARE_TARGET:.0%}): "
+        f"{'met' if share >= THROUGHPUT_SHARE_TARGET else 'NOT met'}"
+    )
+    return lines
+
+
+def record(lines: list[str], args: argparse.Namespace) -> None:
+    machine = f"{platform.uname().system} {platform.uname().release} {platform.machine()}"
+    command = " ".join(["python", "bench/ivr_webhook.py", *sys.argv[1:]])
+    section = [
+        "",
+        f"## ivr_webhook: Twilio voice webhooks ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"- machine: {machine}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- command: `{command}`",
+        f"- {args.calls} concurrent calls x {args.rounds} round(s), 4 signed requests per call "
+        f"(answer, key 1, key 0, completed); think time {args.think_ms} ms in the paced run",
+        "- one uvicorn worker on loopback, httpx async client in another process; sink: "
+        "the in-memory MemorySink (real IVR engine, no database; CallSession not measured)",
+        "",
+        *[f"- {line}" for line in lines],
+        "",
+    ]
+    with RESULTS.open("a", encoding="utf-8") as out:
+        out.write("\n".join(section))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="calls each simulated line makes")
+    parser.add_argument("--think-ms", type=int, default=500)
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.port)
+        return
+    port = free_port()
+    server = start_server(port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        figures = asyncio.run(measure(base, args.calls, args.rounds, args.think_ms / 1000))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    lines = report(figures, args)
+    print("\n".join(lines))  # noqa: T201
+    if not args.no_record:
+        record(lines, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""Benchmark of the sync import (issue 3): rows/s into SQLite and PostgreSQL, peak RSS,
+against the decode floor (pyarrow) and a straightforward row-by-row ORM import.
+
+    .venv/bin/python bench/sync_import.py               # 1,000,000 rows, records RESULTS.md
+    .venv/bin/python bench/sync_import.py --rows 200000 --no-postgres
+    .venv/bin/python bench/sync_import.py --quick       # smoke run, records nothing
+
+Every measurement runs in a fresh child process (``--child KIND``) that reports its own
+wall time and peak RSS (its ``ru_maxrss``, and that of its own children, e.g. workers), so
+one stage's memory never hides another's. The export is generated once per row count in
+``--workdir`` (CP932, streamed by ``sync.synthetic.write_export``) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+AS_OF = date(2026, 11, 24)
+SEED = 20261124
+ROWS_PER_PERSON = 1.76  # what the synthetic generator averages
+SECRET = "bench-secret-not-for-production-0123456789abcdef"
+DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+# --------------------------------------------------------------------------- child side
+
+
+def _peak_rss_mib() -> tuple[float, float]:
+    """Peak RSS of this process and of its (waited-for) children, in MiB (Linux: KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return round(own, 1), round(children, 1)
+
+
+def _fresh_database(url: str) -> Any:
+    from kernel import migrate
+    from kernel.db import Database
+
+    database = Database(url)
+    migrate.upgrade(database)
+    return database
+
+
+def child_import(path: Path, url: str) -> dict[str, Any]:
+    """The project's importer, then the same file again (must load nothing: SHA-256)."""
+    from kernel.pii import KeyRing
+    from kernel.settings import SyncSettings
+    from sync.importer import import_file
+
+    database = _fresh_database(url)
+    keyring, settings = KeyRing(SECRET), SyncSettings()
+    started = time.perf_counter()
+    summary = import_file(database, keyring, settings, path, as_of=AS_OF, actor="bench")
+    seconds = time.perf_counter() - started
+    again = time.perf_counter()
+    repeat = import_file(database, keyring, settings, path, as_of=AS_OF, actor="bench")
+    repeat_seconds = time.perf_counter() - again
+    database.dispose()
+    data = summary.to_dict()
+    keys = ("rows_read", "rows_loaded", "rows_rejected", "persons_loaded", "receivables_loaded")
+    return {
+        "seconds": seconds,
+        "counts": {key: data[key] for key in keys},
+        "repeat_already_imported": repeat.already_imported,
+        "repeat_seconds": repeat_seconds,
+    }
+
+
+def child_floor(path: Path) -> dict[str, Any]:
+    """pyarrow reads and decodes the CP932 file (streamed in batches), nothing else."""
+    from pyarrow import csv as arrow_csv
+
+    started = time.perf_counter()
+    options = arrow_csv.ReadOptions(encoding="cp932", block_size=1 << 22)
+    convert = arrow_csv.ConvertOptions(auto_dict_encode=False, strings_can_be_null=False)
+    rows = 0
+    with arrow_csv.open_csv(path, read_options=options, convert_options=convert) as reader:
+        for batch in reader:
+            rows += batch.num_rows
+    return {"seconds": time.perf_counter() - started, "rows": rows, "reader": "pyarrow.csv"}
+
+
+def naive_import(database: Any, path: Path) -> int:
+    """What a user would write: csv.DictReader, phonenumbers.parse per phone, one ORM object
+    per person/receivable/phone with session.add, one commit at the end. Bad rows skipped."""
+    import csv
+
+    import phonenumbers
+
+    from kernel.models import Campaign, Channel, Person, Phone, PhoneKind, Receivable
+    from kernel.pii import KeyRing
+    from sync.normalize import NormalizationError, parse_amount, parse_date
+
+    keyring = KeyRing(SECRET)
+    rows = 0
+    with database.unit_of_work() as session, path.open(encoding="cp932", newline="") as handle:
+        campaign = Campaign(name="naive", created_by="bench", as_of=AS_OF)
+        session.add(campaign)
+        session.flush()
+        campaign.wrapped_data_key = keyring.new_wrapped_data_key(campaign.id)
+        cipher = keyring.cipher(campaign.wrapped_data_key, campaign.id)
+        persons: dict[str, Person] = {}
+        for row in csv.DictReader(handle):
+            rows += 1
+            try:
+                due, unpaid = parse_date(row["納期限"]), parse_amount(row["未納額"])
+            except NormalizationError:
+                continue
+            atena = row["宛名番号"].strip()
+            person = persons.get(atena)
+            if person is None:
+                record = {"atena_no": atena, "name": row["氏名"], "kana": row["氏名カナ"]}
+                person = Person(
+                    campaign_id=campaign.id,
+                    ref_digest=keyring.digest("person", atena),
+                    sealed_pii=cipher.seal_record(record | {"address": row["住所"]}, "pii"),
+                    channel=Channel.IVR,
+                )
+                persons[atena] = person
+                session.add(person)
+                for position, key in enumerate(("電話番号1", "電話番号2"), start=1):
+                    try:
+                        number = phonenumbers.parse(row[key], "JP")
+                    except phonenumbers.NumberParseException:
+                        continue
+                    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                    phone = Phone(
+                        campaign_id=campaign.id,
+                        position=position,
+                        sealed_number=cipher.seal_text(e164, "phone"),
+                        number_digest=keyring.digest("phone", e164),
+                        kind=PhoneKind.MOBILE,
+                    )
+                    person.phones.append(phone)
+                    session.add(phone)
+            receivable = Receivable(
+                campaign_id=campaign.id,
+                department=row["所管課"],
+                kind=row["債権種別"],
+                fiscal_year=due.year,
+                period=row["期別"],
+                due_date=due,
+                unpaid_yen=unpaid,
+            )
+            person.receivables.append(receivable)
+            session.add(receivable)
+    return rows
+
+
+def child_naive(path: Path, url: str) -> dict[str, Any]:
+    database = _fresh_database(url)
+    started = time.perf_counter()
+    rows = naive_import(database, path)
+    seconds = time.perf_counter() - started
+    database.dispose()
+    return {"seconds": seconds, "rows": rows}
+
+
+def run_child(kind: str, path: Path, url: str) -> None:
+    if kind == "import":
+        result = child_import(path, url)
+    elif kind == "floor":
+        result = child_floor(path)
+    elif kind == "naive":
+        result = child_naive(path, url)
+    else:
+        raise SystemExit(f"unknown child kind {kind!r}")
+    own, children = _peak_rss_mib()
+    result |= {"peak_rss_mib": own, "peak_rss_children_mib": children}
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+def spawn(kind: str, path: Path, url: str = "") -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, str(path), url]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def generate(path: Path, rows: int) -> dict[str, Any]:
+    from sync.synthetic import write_export
+
+    if path.is_file():
+        return {"seconds": 0.0, "reused": True}
+    started = time.perf_counter()
+    persons = int(rows / ROWS_PER_PERSON * 1.2) + 10
+    partial = path.with_name(path.name + ".part")
+    stats = write_export(partial, persons, SEED, AS_OF, max_rows=rows)
+    partial.replace(path)
+    return {"seconds": time.perf_counter() - started, "persons": stats.persons, "reused": False}
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A throw-away PostgreSQL database for the bench, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"dunning_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class Plan:
+    rows: int
+    naive_rows: int
+    workdir: Path
+    postgres: str | None
+    record: bool
+    command: str
+
+
+def measure(plan: Plan) -> dict[str, Any]:
+    export = plan.workdir / f"export_{plan.rows}.csv"
+    sample = plan.workdir / f"export_{plan.naive_rows}.csv"
+    results: dict[str, Any] = {"rows": plan.rows, "naive_rows": plan.naive_rows}
+    say(f"generating {plan.rows:,} rows -> {export}")
+    results["generate"] = generate(export, plan.rows)
+    results["file_mib"] = round(export.stat().st_size / 2**20, 1)
+    generate(sample, plan.naive_rows)
+    say("floor: pyarrow reads and decodes the file")
+    results["floor"] = spawn("floor", export)
+    say("import into SQLite")
+    sqlite_path = plan.workdir / f"bench_{uuid.uuid4().hex[:8]}.sqlite3"
+    try:
+        results["sqlite"] = spawn("import", export, f"sqlite:///{sqlite_path}")
+    finally:
+        _remove_sqlite(sqlite_path)
+    if plan.postgres:
+        say("import into PostgreSQL")
+        with postgres_database(plan.postgres) as url:
+            results["postgresql"] = spawn("import", export, url)
+    say(f"straightforward import of a {plan.naive_rows:,}-row sample into SQLite")
+    naive_path = plan.workdir / f"naive_{uuid.uuid4().hex[:8]}.sqlite3"
+    try:
+        results["naive"] = spawn("naive", sample, f"sqlite:///{naive_path}")
+    finally:
+        _remove_sqlite(naive_path)
+    return results
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def figures(results: dict[str, Any]) -> dict[str, Any]:
+    rows = results["rows"]
+    sqlite = results["sqlite"]
+    naive = results["naive"]
+    naive_rate = naive["rows"] / naive["seconds"]
+    sqlite_rate = rows / sqlite["seconds"]
+    out: dict[str, Any] = {
+        "sqlite_rows_per_s": round(sqlite_rate),
+        "sqlite_seconds": round(sqlite["seconds"], 2),
+        "sqlite_peak_rss_mib": max(sqlite["peak_rss_mib"], sqlite["peak_rss_children_mib"]),
+        "floor_seconds": round(results["floor"]["seconds"], 2),
+        "naive_rows_per_s": round(naive_rate),
+        "naive_extrapolated_seconds": round(rows / naive_rate, 1),
+        "speedup_vs_naive": round(sqlite_rate / naive_rate, 1),
+        "ratio_to_floor": round(sqlite["seconds"] / results["floor"]["seconds"], 1),
+    }
+    if "postgresql" in results:
+        pg = results["postgresql"]
+        out["postgresql_rows_per_s"] = round(rows / pg["seconds"])
+        out["postgresql_seconds"] = round(pg["seconds"], 2)
+        out["postgresql_peak_rss_mib"] = max(pg["peak_rss_mib"], pg["peak_rss_children_mib"])
+    return out
+
+
+def report(plan: Plan, results: dict[str, Any], summary: dict[str, Any]) -> str:
+    rows = results["rows"]
+    sqlite = results["sqlite"]
+    lines = [
+        f"### sync import, {rows:,} rows ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"- machine: `{' '.join(platform.uname())}`, nproc {os.cpu_count()}, "
+        f"Python {platform.python_version()}",
+        f"- command: `{plan.command}`",
+        f"- export: {rows:,} rows, {results['file_mib']} MiB CP932 "
+        f"(sync.synthetic, seed {SEED}, as of {AS_OF})",
+        f"- loaded: {json.dumps(sqlite['counts'])}",
+        "",
+        "| measurement | time (s) | rows/s | peak RSS (MiB) |",
+        "|---|---:|---:|---:|",
+        f"| floor: pyarrow.csv reads + decodes CP932 | {summary['floor_seconds']} | "
+        f"{round(rows / results['floor']['seconds']):,} | "
+        f"{results['floor']['peak_rss_mib']} |",
+        f"| import into SQLite | {summary['sqlite_seconds']} | "
+        f"{summary['sqlite_rows_per_s']:,} | {summary['sqlite_peak_rss_mib']} |",
+    ]
+    if "postgresql" in results:
+        lines.append(
+            f"| import into PostgreSQL | {summary['postgresql_seconds']} | "
+            f"{summary['postgresql_rows_per_s']:,} | {summary['postgresql_peak_rss_mib']} |"
+        )
+    naive = results["naive"]
+    lines += [
+        f"| straightforward import (csv.DictReader + phonenumbers + ORM session.add per row), "
+        f"{naive['rows']:,}-row sample timed, {rows:,} extrapolated | "
+        f"{summary['naive_extrapolated_seconds']} (extrapolated) | "
+        f"{summary['naive_rows_per_s']:,} | {naive['peak_rss_mib']} (sample) |",
+        "",
+        f"- SQLite import: {summary['speedup_vs_naive']}x the straightforward import, "
+        f"{summary['ratio_to_floor']}x the decode floor's time; the same file again: "
+        f"already imported = {sqlite['repeat_already_imported']} "
+        f"in {sqlite['repeat_seconds']:.2f} s (SHA-256)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="receivable rows")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20,000 rows")
+    parser.add_argument("--naive-rows", type=int, default=50_000, help="naive sample size")
+    parser.add_argument("--workdir", type=Path, default=None, help="keeps generated exports")
+    parser.add_argument("--postgres-admin", default=DEFAULT_PG_ADMIN, help="admin URL")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--no-record", action="store_true", help="do not append RESULTS.md")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "FILE", "URL"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.child:
+        kind, file, url = args.child
+        run_child(kind, Path(file), url)
+        return 0
+    rows, naive_rows = (20_000, 5_000) if args.quick else (args.rows, args.naive_rows)
+    workdir = args.workdir or Path(tempfile.gettempdir()) / "dunning-bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan = Plan(
+        rows=rows,
+        naive_rows=min(naive_rows, rows),
+        workdir=workdir,
+        postgres=None if args.no_postgres else args.postgres_admin,
+        record=not (args.quick or args.no_record),
+        command="python bench/sync_import.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    )
+    results = measure(plan)
+    summary = figures(results)
+    text = report(plan, results, summary)
+    sys.stdout.write(text + "\n")
+    sys.stdout.write(json.dumps(summary) + "\n")
+    if plan.record:
+        with RESULTS.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Carrier adapters behind :class:`dialer.ports.Carrier` (Twilio; Asterisk and the simulator)."""

@@ -1,0 +1,538 @@
+"""The Asterisk carrier: calls placed with AMI ``Originate``, the IVR run over FastAGI.
+
+How a call goes:
+
+1. :meth:`AsteriskCarrier.place_call` sends ``Originate`` (``Async: true``) with a
+   ``ChannelId`` derived from the attempt's idempotency key (so the carrier ref is known
+   before Asterisk answers and a repeated request cannot make a second channel), the channel
+   from ``asterisk.channel_template``, the outbound context, and the channel variables
+   ``DUNNING_ATTEMPT`` (the attempt key), ``DUNNING_AMD`` (1/0) and ``DUNNING_AGI`` (our
+   FastAGI address). No personal data goes into variables; the number is only in ``Channel``.
+2. The outbound context answers into our FastAGI server (``dialer/carriers/fastagi.py``),
+   which runs the IVR. Suggested dialplan::
+
+       [dunning-outbound]
+       exten => s,1,GotoIf($["${DUNNING_AMD}" = "1"]?amd:agi)
+        same => n(amd),AMD()
+        same => n(agi),AGI(${DUNNING_AGI},${AMDSTATUS})
+        same => n,Hangup()
+
+3. AMI events end the call: ``OriginateResponse`` (``Failure`` with Reason 5 busy, 3 no
+   answer, 0/1/8 failed; ``Success`` only marks the call answered) and ``Hangup`` (Cause 16
+   normal, 17 busy, 18/19 no answer, 21 rejected, 1 unallocated, ...). For an unanswered call
+   the ``Hangup`` arrives first; its cause is kept and refines a vague Reason (0/1). The
+   :class:`CallLedger` passes exactly one final status per call to the sink, whichever of AMI
+   and AGI reports the end first.
+
+Defects of the ``asterisk-ami`` package (0.1.7) guarded here:
+
+* its socket has a read timeout (3 s by default) and a timeout raises inside the listener
+  thread, which then dies silently: nothing reads events any more although the client looks
+  connected. We set ``asterisk.ami_read_timeout_seconds`` (30 s), send ``Ping`` every
+  ``ami_keepalive_seconds`` so the socket never idles that long, and a supervisor thread
+  checks that the listener thread is alive, reconnecting with exponential backoff if not;
+* ``FutureResponse.set_response`` calls ``traceback.print_exc()`` without importing
+  ``traceback``: an exception in a response callback becomes a ``NameError`` that kills the
+  listener thread. We never pass callbacks (we wait on the future instead), our event
+  listener never lets an exception escape, and every call into the package is wrapped so any
+  exception (``NameError``, ``OSError``, ...) becomes :class:`AmiUnavailable` at our boundary.
+
+After a reconnect, calls that were in flight when the link dropped are reconciled against
+``CoreShowChannels``: a channel Asterisk no longer has gets its final status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from asterisk.ami import Action as AmiAction
+from asterisk.ami import AMIClient
+
+from dialer.ports import (
+    CallEvent,
+    CallEventSink,
+    CallHandle,
+    CallRequest,
+    CallStatus,
+    Capabilities,
+    InboundSms,
+    SmsHandle,
+    SmsRequest,
+    SmsStatusEvent,
+)
+from kernel.errors import DunningError
+from kernel.settings import AsteriskSettings
+
+if TYPE_CHECKING:
+    from ivr_scripts.actions import Action
+
+log = logging.getLogger(__name__)
+
+CARRIER = "asterisk"
+CHANNEL_PREFIX = "dun-"
+ORIGINATE_REASONS: dict[int, CallStatus] = {
+    0: CallStatus.FAILED,  # no such channel / could not dial
+    1: CallStatus.FAILED,  # hung up before answer (rejected, unallocated...)
+    3: CallStatus.NO_ANSWER,  # still ringing when the originate timed out
+    5: CallStatus.BUSY,
+    8: CallStatus.FAILED,  # congestion
+}
+HANGUP_CAUSES: dict[int, CallStatus] = {
+    1: CallStatus.FAILED,  # unallocated number
+    16: CallStatus.COMPLETED,
+    17: CallStatus.BUSY,
+    18: CallStatus.NO_ANSWER,
+    19: CallStatus.NO_ANSWER,
+    21: CallStatus.FAILED,  # call rejected
+    34: CallStatus.FAILED,  # no circuit available
+}
+
+
+class AmiUnavailable(DunningError):
+    """The AMI link is down or the package failed; the message never holds personal data."""
+
+
+class AmiLoginError(AmiUnavailable):
+    """Asterisk refused our AMI username/secret."""
+
+
+def channel_id_for(idempotency_key: str) -> str:
+    """The Asterisk ``ChannelId`` (and our carrier ref) of an attempt: stable, opaque."""
+    return CHANNEL_PREFIX + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def dial_channel(template: str, to_e164: str) -> str:
+    """The ``Channel`` to originate: ``{e164}`` or ``{national}`` (+81 -> 0) filled in."""
+    national = "0" + to_e164[3:] if to_e164.startswith("+81") else to_e164.lstrip("+")
+    return template.replace("{e164}", to_e164).replace("{national}", national)
+
+
+def unanswered_status(reason: int | None, cause: int | None) -> CallStatus:
+    """Final status of a call nobody answered, from the Originate reason and hangup cause."""
+    if reason in (3, 5):
+        return ORIGINATE_REASONS[reason]
+    by_cause = HANGUP_CAUSES.get(cause) if cause is not None else None
+    if by_cause in (CallStatus.BUSY, CallStatus.NO_ANSWER):
+        return by_cause
+    return CallStatus.FAILED
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class TrackedCall:
+    attempt_key: str
+    generation: int
+    answered: bool = False
+    cancel_requested: bool = False
+    hangup_cause: int | None = None
+    final: bool = False
+
+
+class CallLedger:
+    """The calls this process placed; forwards events to the sink, one final status each.
+
+    It is itself a :class:`CallEventSink`, handed to the FastAGI server, so AMI and AGI
+    events for one call meet here and reach the real sink in order, one at a time.
+    """
+
+    def __init__(self, sink: CallEventSink) -> None:
+        self._sink = sink
+        self._calls: dict[str, TrackedCall] = {}
+        self._lock = threading.RLock()
+
+    def track(self, carrier_ref: str, attempt_key: str, generation: int) -> None:
+        with self._lock:
+            self._calls.setdefault(carrier_ref, TrackedCall(attempt_key, generation))
+
+    def get(self, carrier_ref: str) -> TrackedCall | None:
+        with self._lock:
+            return self._calls.get(carrier_ref)
+
+    def open_calls(self) -> dict[str, TrackedCall]:
+        with self._lock:
+            return {ref: call for ref, call in self._calls.items() if not call.final}
+
+    def on_call_event(self, event: CallEvent) -> list[Action]:
+        with self._lock:
+            call = self._calls.get(event.carrier_ref)
+            if call is not None:
+                if call.final:
+                    return []
+                call.answered = call.answered or event.status is CallStatus.IN_PROGRESS
+                call.final = event.status is not None and event.status.is_final
+                if event.attempt_key is None:
+                    event = replace(event, attempt_key=call.attempt_key)
+            return self._sink.on_call_event(event)
+
+    def on_sms_status(self, event: SmsStatusEvent) -> None:
+        self._sink.on_sms_status(event)
+
+    def on_inbound_sms(self, message: InboundSms) -> None:
+        self._sink.on_inbound_sms(message)
+
+
+class AmiLink:
+    """One supervised AMI login: keepalive, dead-listener detection, reconnect with backoff."""
+
+    def __init__(
+        self,
+        settings: AsteriskSettings,
+        on_event: Callable[[dict[str, str]], None],
+        on_connected: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._on_event = on_event
+        self._on_connected = on_connected
+        self._client: Any = None
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.generation = 0
+
+    def start(self) -> None:
+        """Log in now (raises :class:`AmiLoginError` on bad credentials), then supervise."""
+        try:
+            self._connect()
+        except AmiLoginError:
+            raise
+        except AmiUnavailable as error:
+            log.warning("AMI not reachable yet, will retry: %s", error)
+        self._supervisor = threading.Thread(target=self._supervise, name="ami-supervisor")
+        self._supervisor.daemon = True
+        self._supervisor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+        self._drop()
+
+    @property
+    def healthy(self) -> bool:
+        client = self._client
+        if client is None or client.finished is None or client.finished.is_set():
+            return False
+        thread = getattr(client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
+    def send(self, name: str, keys: Mapping[str, str], variables: Mapping[str, str] = {}) -> Any:
+        """Send one action and wait for its response (None when none came in time)."""
+        if not self.healthy:
+            raise AmiUnavailable("AMI link is down")
+        action = AmiAction(name, dict(keys), dict(variables))
+        try:
+            with self._send_lock:
+                future = self._client.send_action(action)
+            return future.response
+        except Exception as error:  # the package's own defects surface here too
+            raise AmiUnavailable(f"AMI {name} failed ({type(error).__name__})") from None
+
+    def _connect(self) -> None:
+        self._drop()
+        settings = self._settings
+        client = AMIClient(
+            address=settings.ami_host,
+            port=settings.ami_port,
+            timeout=settings.ami_read_timeout_seconds,
+        )
+        client.add_event_listener(self._listen)
+        try:
+            future = client.login(
+                username=settings.ami_username, secret=settings.ami_secret.get_secret_value()
+            )
+            response = future.response
+        except Exception as error:
+            self._quietly_disconnect(client)
+            raise AmiUnavailable(f"AMI connect failed ({type(error).__name__})") from None
+        if response is None or response.is_error():
+            self._quietly_disconnect(client)
+            if response is None:
+                raise AmiUnavailable("AMI login got no response")
+            raise AmiLoginError(
+                f"AMI login refused for user {settings.ami_username!r}: "
+                f"{response.keys.get('Message', 'error')}"
+            )
+        self._client = client
+        self.generation += 1
+        log.info("AMI logged in (link generation %d)", self.generation)
+
+    def _listen(self, event: Any, source: Any) -> None:
+        """Runs in the package's listener thread: nothing may escape, or the thread dies."""
+        try:
+            keys = {k: v for k, v in event.keys.items() if isinstance(v, str)}
+            keys["Event"] = str(event.name)
+            self._on_event(keys)
+        except Exception:
+            log.exception("AMI event handler failed (event kept the listener alive)")
+
+    def _supervise(self) -> None:
+        delay = self._settings.reconnect_initial_seconds
+        check = min(self._settings.ami_keepalive_seconds, 0.25)
+        last_ping = 0.0
+        clock = 0.0
+        while not self._stop.wait(check):
+            clock += check
+            if self.healthy:
+                delay = self._settings.reconnect_initial_seconds
+                if clock - last_ping >= self._settings.ami_keepalive_seconds:
+                    last_ping = clock
+                    self._ping()
+                continue
+            delay = self._reconnect(delay)
+
+    def _ping(self) -> None:
+        try:
+            response = self.send("Ping", {})
+        except AmiUnavailable:
+            return
+        if response is None:
+            log.warning("AMI ping unanswered; reconnecting")
+            self._drop()
+
+    def _reconnect(self, delay: float) -> float:
+        log.warning("AMI link lost; reconnecting in %.1f s", delay)
+        if self._stop.wait(delay):
+            return delay
+        try:
+            self._connect()
+        except AmiUnavailable as error:
+            log.warning("AMI reconnect failed: %s", error)
+            return min(delay * 2, self._settings.reconnect_max_seconds)
+        try:
+            self._on_connected()
+        except Exception:
+            log.exception("AMI reconciliation after reconnect failed")
+        return self._settings.reconnect_initial_seconds
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            self._quietly_disconnect(client)
+
+    @staticmethod
+    def _quietly_disconnect(client: Any) -> None:
+        try:
+            if client.finished is not None:
+                client.disconnect()
+        except Exception:
+            log.debug("AMI disconnect raised; ignored")
+
+
+class ChannelListing:
+    """Collects the ``CoreShowChannel`` events answering one ``CoreShowChannels`` action."""
+
+    def __init__(self) -> None:
+        self.uniqueids: list[str] = []
+        self.done = threading.Event()
+
+    def feed(self, keys: Mapping[str, str]) -> None:
+        if keys["Event"] == "CoreShowChannel":
+            self.uniqueids.append(keys.get("Uniqueid", ""))
+        elif keys["Event"] == "CoreShowChannelsComplete":
+            self.done.set()
+
+
+class AsteriskCarrier:
+    """:class:`dialer.ports.Carrier` over AMI; the IVR itself runs in the FastAGI server."""
+
+    name = CARRIER
+
+    def __init__(self, settings: AsteriskSettings, sink: CallEventSink) -> None:
+        self.settings = settings
+        self.ledger = CallLedger(sink)
+        self._listings: dict[str, ChannelListing] = {}
+        self._listing_counter = 0
+        self._lock = threading.Lock()
+        self._link = AmiLink(settings, self._on_ami_event, self._reconcile)
+
+    def start(self) -> AsteriskCarrier:
+        self._link.start()
+        return self
+
+    def close(self) -> None:
+        self._link.stop()
+
+    def __enter__(self) -> AsteriskCarrier:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._link.healthy
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            voice=True,
+            sms=False,
+            click_to_call=False,
+            answering_machine_detection=True,
+            speech_input=False,
+            max_calls_per_second=10.0,
+        )
+
+    def place_call(self, request: CallRequest) -> CallHandle:
+        ref = channel_id_for(request.idempotency_key)
+        settings = self.settings
+        keys = {
+            "ActionID": ref,
+            "Channel": dial_channel(settings.channel_template, request.to_e164),
+            "Context": settings.outbound_context,
+            "Exten": settings.outbound_exten,
+            "Priority": "1",
+            "Timeout": str(request.ring_timeout_seconds * 1000),
+            "CallerID": request.from_e164,
+            "Async": "true",
+            "ChannelId": ref,
+        }
+        variables = {
+            "DUNNING_ATTEMPT": request.idempotency_key,
+            "DUNNING_AMD": "1" if request.detect_machine else "0",
+            "DUNNING_AGI": f"agi://{settings.agi_host}:{settings.agi_port}/dunning",
+        }
+        self.ledger.track(ref, request.idempotency_key, self._link.generation)
+        try:
+            response = self._link.send("Originate", keys, variables)
+        except AmiUnavailable as error:
+            return self._refused(ref, "ami-unavailable", str(error))
+        if response is None:
+            return self._refused(ref, "ami-timeout", "no response to Originate")
+        if response.is_error():
+            return self._refused(ref, "originate-error", response.keys.get("Message", ""))
+        return CallHandle(accepted=True, carrier=CARRIER, carrier_ref=ref)
+
+    def _refused(self, ref: str, code: str, message: str) -> CallHandle:
+        call = self.ledger.get(ref)
+        if call is not None:
+            call.final = True
+        log.warning("Originate not accepted (%s)", code)
+        return CallHandle(False, CARRIER, ref, error_code=code, error_message=message)
+
+    def hang_up(self, carrier_ref: str) -> None:
+        call = self.ledger.get(carrier_ref)
+        if call is not None:
+            call.cancel_requested = not call.answered
+        response = self._link.send("Hangup", {"Channel": carrier_ref, "Cause": "16"})
+        if response is not None and response.is_error():
+            log.info("Hangup refused: %s", response.keys.get("Message", ""))
+
+    def send_sms(self, request: SmsRequest) -> SmsHandle:
+        return SmsHandle(
+            accepted=False,
+            carrier=CARRIER,
+            error_code="unsupported",
+            error_message="the Asterisk carrier does not send SMS",
+        )
+
+    def active_calls(self) -> list[str]:
+        """Our channels (``dun-`` ids) Asterisk still has, via ``CoreShowChannels``."""
+        return [ref for ref in self._channel_uniqueids() if ref.startswith(CHANNEL_PREFIX)]
+
+    def _channel_uniqueids(self) -> list[str]:
+        listing = ChannelListing()
+        with self._lock:
+            self._listing_counter += 1
+            action_id = f"channels-{self._listing_counter}"
+            self._listings[action_id] = listing
+        try:
+            response = self._link.send("CoreShowChannels", {"ActionID": action_id})
+            if response is None or response.is_error():
+                raise AmiUnavailable("CoreShowChannels refused")
+            if not listing.done.wait(self.settings.ami_read_timeout_seconds):
+                raise AmiUnavailable("CoreShowChannels list incomplete")
+            return listing.uniqueids
+        finally:
+            with self._lock:
+                self._listings.pop(action_id, None)
+
+    def _on_ami_event(self, keys: dict[str, str]) -> None:
+        listing = self._listings.get(keys.get("ActionID", ""))
+        if listing is not None:
+            listing.feed(keys)
+            return
+        handler = self._handlers.get(keys["Event"])
+        if handler is not None:
+            handler(self, keys)
+
+    def _on_originate_response(self, keys: dict[str, str]) -> None:
+        ref = keys.get("ActionID") or keys.get("Uniqueid", "")
+        call = self.ledger.get(ref)
+        if call is None:
+            return
+        if keys.get("Response") == "Success":
+            call.answered = True
+            return
+        reason = _int(keys.get("Reason"))
+        status = unanswered_status(reason, call.hangup_cause)
+        if call.cancel_requested:
+            status = CallStatus.CANCELED
+        self._deliver(ref, status, {"event": "OriginateResponse", "reason": str(reason)})
+
+    def _on_hangup(self, keys: dict[str, str]) -> None:
+        ref = keys.get("Uniqueid", "")
+        call = self.ledger.get(ref)
+        if call is None:
+            return
+        cause = _int(keys.get("Cause"))
+        call.hangup_cause = cause
+        if call.answered:
+            self._deliver(ref, CallStatus.COMPLETED, {"event": "Hangup", "cause": str(cause)})
+
+    def _on_newchannel(self, keys: dict[str, str]) -> None:
+        ref = keys.get("Uniqueid", "")
+        if self.ledger.get(ref) is not None:
+            self._deliver(ref, CallStatus.INITIATED, {"event": "Newchannel"})
+
+    def _on_newstate(self, keys: dict[str, str]) -> None:
+        ref = keys.get("Uniqueid", "")
+        call = self.ledger.get(ref)
+        if call is not None and not call.answered and keys.get("ChannelState") == "5":
+            self._deliver(ref, CallStatus.RINGING, {"event": "Newstate"})
+
+    _handlers: dict[str, Callable[[AsteriskCarrier, dict[str, str]], None]] = {
+        "OriginateResponse": _on_originate_response,
+        "Hangup": _on_hangup,
+        "Newchannel": _on_newchannel,
+        "Newstate": _on_newstate,
+    }
+
+    def _deliver(self, ref: str, status: CallStatus, raw: dict[str, str]) -> None:
+        event = CallEvent(carrier_ref=ref, occurred_at=_now(), status=status, raw=raw)
+        self.ledger.on_call_event(event)
+
+    def _reconcile(self) -> None:
+        """After a reconnect: calls placed before it whose channel is gone get their end."""
+        generation = self._link.generation
+        stale = {
+            ref: call
+            for ref, call in self.ledger.open_calls().items()
+            if call.generation < generation
+        }
+        if not stale:
+            return
+        alive = set(self._channel_uniqueids())
+        for ref, call in stale.items():
+            if ref in alive:
+                continue
+            if call.answered:
+                status = CallStatus.COMPLETED
+            else:
+                status = unanswered_status(None, call.hangup_cause)
+            self._deliver(ref, status, {"event": "reconciled", "reason": "channel-gone"})

@@ -1,0 +1,364 @@
+"""Twilio's webhooks: the voice flow, call status, async AMD, SMS status and inbound SMS.
+
+:func:`twilio_router` builds one FastAPI router. Every request is checked before anything
+else: a body over ``twilio.max_webhook_body_bytes`` gets 413, a missing or wrong
+``X-Twilio-Signature`` gets 403; neither reaches the sink. The signature is checked against
+``public_base_url`` + path + query, the URL Twilio was given, so it holds behind a proxy.
+
+Form fields become :class:`~dialer.ports.CallEvent` / :class:`~dialer.ports.SmsStatusEvent` /
+:class:`~dialer.ports.InboundSms` for the sink (the call session), whose answer is rendered as
+TwiML. Form values hold phone numbers and what residents said: they are never logged, and the
+events' ``raw`` keeps only the non-personal fields. Twilio's retries (same
+``I-Twilio-Idempotency-Token``) get the first answer again without reaching the sink twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+from dialer.carriers import twiml
+from dialer.carriers.twilio import (
+    AMD_PATH,
+    INBOUND_SMS_PATH,
+    SMS_STATUS_PATH,
+    STATUS_PATH,
+    VOICE_PATH,
+    TwilioCarrier,
+    webhook_url,
+)
+from dialer.ports import (
+    AnsweredBy,
+    CallEvent,
+    CallEventSink,
+    CallStatus,
+    InboundSms,
+    SmsStatus,
+    SmsStatusEvent,
+)
+from kernel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+XML = "text/xml; charset=utf-8"
+SIGNATURE_HEADER = "x-twilio-signature"
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+IDEMPOTENCY_HEADER = "i-twilio-idempotency-token"
+REPLAY_CACHE_SIZE = 10_000
+# Form fields that carry no personal data; only these are kept in CallEvent.raw.
+SAFE_FIELDS = (
+    "CallSid",
+    "AccountSid",
+    "CallStatus",
+    "AnsweredBy",
+    "CallDuration",
+    "DialCallStatus",
+    "ErrorCode",
+    "MachineDetectionDuration",
+    "Direction",
+)
+TRANSFER_OK = frozenset({"completed", "answered"})
+
+
+class LiveCalls(Protocol):
+    """What the webhooks need of the REST side: replace what a live call is doing."""
+
+    def play_now(self, carrier_ref: str, twiml: str) -> None: ...
+
+
+class Step:
+    """Which point of the voice flow a voice request reports (the ``ev`` query value)."""
+
+    ANSWER = "answer"
+    GATHER = "gather"
+    NO_INPUT = "no-input"
+    DIAL = "dial"
+
+
+def flow_urls(public_base_url: str, attempt_key: str | None) -> twiml.FlowUrls:
+    """The URLs a call's TwiML reports back to."""
+
+    def url(step: str) -> str:
+        return webhook_url(public_base_url, VOICE_PATH, attempt_key, ev=step)
+
+    return twiml.FlowUrls(url(Step.GATHER), url(Step.NO_INPUT), url(Step.DIAL))
+
+
+# --- form fields -> port events (pure) -------------------------------------------------
+
+
+def call_status(value: str | None) -> CallStatus | None:
+    try:
+        return CallStatus(value) if value else None
+    except ValueError:
+        return None
+
+
+def answered_by(value: str | None) -> AnsweredBy | None:
+    """Twilio's AnsweredBy (human, machine_start, machine_end_beep, fax, unknown ...)."""
+    if not value:
+        return None
+    if value == "human":
+        return AnsweredBy.HUMAN
+    if value.startswith("machine") or value == "fax":
+        return AnsweredBy.MACHINE
+    return AnsweredBy.UNKNOWN
+
+
+def confidence(value: str | None) -> float | None:
+    """Twilio's Confidence as a number in [0, 1]; garbage gives None."""
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    if number is None or not math.isfinite(number):
+        return None
+    return min(max(number, 0.0), 1.0)
+
+
+def heard_with(form: dict[str, str], speech: str | None) -> float | None:
+    """The confidence of ``speech``; a missing or garbled one counts as none at all (0.0).
+
+    Speech can confirm identity (R-4), so an unreadable confidence must not pass as certain.
+    """
+    if speech is None:
+        return None
+    value = confidence(form.get("Confidence"))
+    return 0.0 if value is None else value
+
+
+def whole_seconds(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def safe_raw(form: dict[str, str]) -> dict[str, str]:
+    return {name: form[name] for name in SAFE_FIELDS if name in form}
+
+
+def voice_event(form: dict[str, str], key: str | None, step: str, now: datetime) -> CallEvent:
+    """The event a voice request reports: an answer, gathered input, a timeout, a transfer."""
+    status = call_status(form.get("CallStatus"))
+    if step != Step.ANSWER and not (status and status.is_final):
+        status = None
+    digits = form.get("Digits") if step == Step.GATHER else None
+    speech = form.get("SpeechResult") if step == Step.GATHER else None
+    heard_nothing = step == Step.GATHER and digits is None and speech is None
+    return CallEvent(
+        carrier_ref=form.get("CallSid", ""),
+        occurred_at=now,
+        status=status,
+        answered_by=answered_by(form.get("AnsweredBy")),
+        digits=digits,
+        speech=speech,
+        speech_confidence=heard_with(form, speech),
+        no_input=step == Step.NO_INPUT or heard_nothing,
+        transfer_ok=form.get("DialCallStatus") in TRANSFER_OK if step == Step.DIAL else None,
+        attempt_key=key,
+        raw=safe_raw(form),
+    )
+
+
+def status_event(form: dict[str, str], key: str | None, now: datetime) -> CallEvent | None:
+    """A status callback as an event; ``in-progress`` is left to the voice request (None)."""
+    status = call_status(form.get("CallStatus"))
+    if status is None or status is CallStatus.IN_PROGRESS:
+        return None
+    return CallEvent(
+        carrier_ref=form.get("CallSid", ""),
+        occurred_at=now,
+        status=status,
+        answered_by=answered_by(form.get("AnsweredBy")),
+        duration_seconds=whole_seconds(form.get("CallDuration")),
+        attempt_key=key,
+        raw=safe_raw(form),
+    )
+
+
+def amd_event(form: dict[str, str], key: str | None, now: datetime) -> CallEvent | None:
+    verdict = answered_by(form.get("AnsweredBy"))
+    if verdict is None:
+        return None
+    return CallEvent(
+        carrier_ref=form.get("CallSid", ""),
+        occurred_at=now,
+        answered_by=verdict,
+        attempt_key=key,
+        raw=safe_raw(form),
+    )
+
+
+def sms_status_event(form: dict[str, str], now: datetime) -> SmsStatusEvent | None:
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    try:
+        status = SmsStatus(form.get("MessageStatus") or form.get("SmsStatus") or "")
+    except ValueError:
+        return None  # sending, accepted, read ...: progress the dialer does not track
+    if not sid:
+        return None
+    return SmsStatusEvent(sid, now, status, error_code=form.get("ErrorCode") or None)
+
+
+def inbound_sms(form: dict[str, str], now: datetime) -> InboundSms | None:
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    sender = form.get("From")
+    if not sid or not sender:
+        return None
+    return InboundSms(sid, now, sender, form.get("Body", ""))
+
+
+# --- the gate: size, signature, replays ----------------------------------------------------
+
+
+@dataclass
+class Verified:
+    form: dict[str, str]
+    replay_token: str | None
+
+
+class WebhookGate:
+    """Reads a webhook body within a size limit and checks Twilio's signature on it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.public_base_url = settings.public_base_url.rstrip("/")
+        self.max_bytes = settings.twilio.max_webhook_body_bytes
+        self.validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
+        self.answers: OrderedDict[str, Response] = OrderedDict()
+
+    def public_url(self, request: Request, path: str) -> str:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        return f"{self.public_base_url}{path}" + (f"?{query}" if query else "")
+
+    async def admit(self, request: Request, path: str) -> Verified | Response:
+        body = await self._body(request)
+        if body is None:
+            return Response("request body too large", status_code=413)
+        form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+        signature = request.headers.get(SIGNATURE_HEADER)
+        algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+        url = self.public_url(request, path)
+        if not signature or not self.validator.validate(url, form, signature, algorithm):
+            log.warning("twilio webhook %s refused: missing or invalid signature", path)
+            return Response("invalid signature", status_code=403)
+        return Verified(form, request.headers.get(IDEMPOTENCY_HEADER))
+
+    async def _body(self, request: Request) -> bytes | None:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def replayed(self, token: str | None) -> Response | None:
+        return self.answers.get(token) if token else None
+
+    def remember(self, token: str | None, response: Response) -> Response:
+        if token:
+            self.answers[token] = response
+            while len(self.answers) > REPLAY_CACHE_SIZE:
+                self.answers.popitem(last=False)
+        return response
+
+
+# --- the router ----------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def twilio_router(
+    sink: CallEventSink,
+    settings: Settings,
+    live_calls: LiveCalls | None = None,
+    clock: Callable[[], datetime] = _now,
+) -> APIRouter:
+    """The Twilio webhooks, answering for ``sink``; mount it at the application root."""
+    gate = WebhookGate(settings)
+    live = live_calls or TwilioCarrier(settings)
+    base = settings.public_base_url
+    operator = settings.twilio.operator_number or settings.municipality.callback_number
+    router = APIRouter(tags=["twilio"])
+
+    async def admitted(request: Request, path: str) -> Verified | Response:
+        verified = await gate.admit(request, path)
+        if isinstance(verified, Verified):
+            replay = gate.replayed(verified.replay_token)
+            if replay is not None:
+                return replay
+        return verified
+
+    @router.post(VOICE_PATH)
+    async def voice(request: Request) -> Response:
+        verified = await admitted(request, VOICE_PATH)
+        if not isinstance(verified, Verified):
+            return verified
+        key = request.query_params.get("a")
+        step = request.query_params.get("ev", Step.ANSWER)
+        event = voice_event(verified.form, key, step, clock())
+        actions = await run_in_threadpool(sink.on_call_event, event) if event.carrier_ref else []
+        document = twiml.render(actions, flow_urls(base, key), operator) if actions else None
+        answer = Response(document or twiml.hang_up(), media_type=XML)
+        return gate.remember(verified.replay_token, answer)
+
+    @router.post(STATUS_PATH)
+    async def status(request: Request) -> Response:
+        verified = await admitted(request, STATUS_PATH)
+        if not isinstance(verified, Verified):
+            return verified
+        event = status_event(verified.form, request.query_params.get("a"), clock())
+        if event is not None and event.carrier_ref:
+            await run_in_threadpool(sink.on_call_event, event)
+        return gate.remember(verified.replay_token, Response(status_code=204))
+
+    @router.post(AMD_PATH)
+    async def amd(request: Request) -> Response:
+        verified = await admitted(request, AMD_PATH)
+        if not isinstance(verified, Verified):
+            return verified
+        key = request.query_params.get("a")
+        event = amd_event(verified.form, key, clock())
+        if event is not None and event.carrier_ref:
+            actions = await run_in_threadpool(sink.on_call_event, event)
+            if actions and event.answered_by is AnsweredBy.MACHINE:
+                document = twiml.render(actions, flow_urls(base, key), operator)
+                await run_in_threadpool(live.play_now, event.carrier_ref, document)
+        return gate.remember(verified.replay_token, Response(status_code=204))
+
+    @router.post(SMS_STATUS_PATH)
+    async def sms_status(request: Request) -> Response:
+        verified = await admitted(request, SMS_STATUS_PATH)
+        if not isinstance(verified, Verified):
+            return verified
+        event = sms_status_event(verified.form, clock())
+        if event is not None:
+            await run_in_threadpool(sink.on_sms_status, event)
+        return gate.remember(verified.replay_token, Response(status_code=204))
+
+    @router.post(INBOUND_SMS_PATH)
+    async def sms_inbound(request: Request) -> Response:
+        verified = await admitted(request, INBOUND_SMS_PATH)
+        if not isinstance(verified, Verified):
+            return verified
+        message = inbound_sms(verified.form, clock())
+        if message is not None:
+            await run_in_threadpool(sink.on_inbound_sms, message)
+        empty = Response('<?xml version="1.0" encoding="UTF-8"?><Response />', media_type=XML)
+        return gate.remember(verified.replay_token, empty)
+
+    return router

@@ -1,0 +1,492 @@
+"""The dispatcher tick: claim due attempts, check the interlocks, pace, call or send, record.
+
+One tick:
+
+1. releases the pacing reservations of calls that have ended;
+2. plans the follow-up of every final attempt not yet followed up (retry, SMS, operator,
+   letter; see :func:`dialer.campaigns.plan_follow_up`);
+3. stops if the active exclusion list is missing or stale (R-6): nothing is claimed;
+4. claims due attempts (``SCHEDULED``, ``scheduled_at <= now``, campaign ``RUNNING``) with
+   ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, marking them ``CLAIMED`` with
+   ``claimed_by``/``claimed_at`` in the same transaction (SQLite has one writer; the
+   conditional update makes a lost race claim nothing);
+5. for each claimed attempt, in its own transaction, re-checks every interlock
+   (:mod:`dialer.interlocks`) and records a refusal on the attempt, or postpones it (outside
+   the window: to the next opening); then takes the pacing reservations and asks the carrier,
+   with the attempt's idempotency key, to place the call (or send the SMS), and records
+   carrier, reference, start and ``IN_PROGRESS``.
+
+Carrier errors (5xx, 429, timeouts) put the attempt back to ``SCHEDULED`` with an exponential
+backoff and the same idempotency key. If Redis or the database goes away the tick stops:
+nothing is dialed without its reservations, and what was claimed but not dialed is handed back
+(or, if the database is gone, left for :mod:`dialer.reconcile`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from dialer import campaigns
+from dialer.clock import Clock
+from dialer.dispatch_facts import (
+    DialOrder,
+    dial_order,
+    exclusion_as_of,
+    gather,
+    next_day_opening,
+)
+from dialer.interlocks import POSTPONING, Caps, Refusal, refusal
+from dialer.pacing import Pacer, PaceVerdict
+from dialer.planner import CARRIER_ERROR, SMS_SENT, PlanPolicy
+from dialer.ports import CallHandle, CallRequest, Carrier, SmsHandle, SmsRequest
+from dialer.sms import SmsCatalog
+from kernel.aggregates import record_attempt_result
+from kernel.calendar import CallingWindow
+from kernel.coordination import CoordinationUnavailable
+from kernel.db import Database, is_sqlite
+from kernel.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Channel
+from kernel.pii import KeyRing, PiiCipher
+from kernel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AUTOMATED = (Channel.IVR, Channel.SMS)
+OPEN = (AttemptStatus.CLAIMED, AttemptStatus.IN_PROGRESS)
+Checkpoint = Callable[[str, int], None]
+FOLLOW_UP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    worker_id: str
+    claim_batch: int = 50
+    ring_timeout_seconds: int = 30
+    caller_id: str = "+81312345678"
+    sms_sender_id: str = "CITY"
+    sms_template: str = "reminder"
+    exclusion_max_age: timedelta = timedelta(hours=24)
+    carrier_error_backoff: timedelta = timedelta(seconds=60)
+    max_dispatch_errors: int = 5
+    household_retry: timedelta = timedelta(minutes=10)
+    caps: Caps = field(default_factory=Caps)
+    policy: PlanPolicy = field(default_factory=PlanPolicy)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, worker_id: str) -> DispatcherConfig:
+        dialer = settings.dialer
+        return cls(
+            worker_id=worker_id,
+            claim_batch=dialer.claim_batch,
+            ring_timeout_seconds=dialer.ring_timeout_seconds,
+            caller_id=settings.municipality.caller_id,
+            sms_sender_id=settings.municipality.sms_sender_id,
+            sms_template=dialer.sms_template,
+            exclusion_max_age=timedelta(hours=settings.sync.exclusion_max_age_hours),
+            carrier_error_backoff=timedelta(seconds=dialer.carrier_error_backoff_seconds),
+            max_dispatch_errors=dialer.max_dispatch_errors,
+            household_retry=timedelta(minutes=dialer.household_lock_retry_minutes),
+            caps=Caps(dialer.max_attempts_per_day, dialer.max_attempts_per_week),
+            policy=campaigns.plan_policy(dialer),
+        )
+
+
+@dataclass
+class TickReport:
+    """Counts only (no personal data): what one tick did."""
+
+    claimed: int = 0
+    placed: int = 0
+    sms_sent: int = 0
+    postponed: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    carrier_errors: int = 0
+    follow_ups: int = 0
+    released: int = 0
+    handed_back: int = 0
+    stopped: str | None = None
+
+    def as_log(self) -> str:
+        refused = ",".join(f"{k}={v}" for k, v in sorted(self.refused.items())) or "-"
+        postponed = ",".join(f"{k}={v}" for k, v in sorted(self.postponed.items())) or "-"
+        return (
+            f"claimed={self.claimed} placed={self.placed} sms={self.sms_sent} "
+            f"refused[{refused}] postponed[{postponed}] carrier_errors={self.carrier_errors} "
+            f"follow_ups={self.follow_ups} handed_back={self.handed_back} "
+            f"stopped={self.stopped or '-'}"
+        )
+
+
+class Dispatcher:
+    """One dialer process's tick against one carrier."""
+
+    def __init__(
+        self,
+        database: Database,
+        carrier: Carrier,
+        clock: Clock,
+        window: CallingWindow,
+        keyring: KeyRing,
+        pacer: Pacer,
+        config: DispatcherConfig,
+        *,
+        sms_catalog: SmsCatalog | None = None,
+        settings: Settings | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self.database = database
+        self.carrier = carrier
+        self.clock = clock
+        self.window = window
+        self.keyring = keyring
+        self.pacer = pacer
+        self.config = config
+        self.sms_catalog = sms_catalog
+        self._settings = settings
+        self._ciphers: dict[int, PiiCipher] = {}
+        self._checkpoint = checkpoint or (lambda _point, _attempt_id: None)
+        self._pending: list[int] = []
+
+    # ------------------------------------------------------------------ the tick
+
+    def tick(self, channels: Collection[Channel] = AUTOMATED) -> TickReport:
+        report = TickReport()
+        try:
+            self._housekeeping(report)
+            stop = self._exclusion_gate()
+            if stop is not None:
+                report.stopped = stop.value
+            else:
+                self._pending = self._claim(channels)
+                report.claimed = len(self._pending)
+                self._work(report)
+        except (CoordinationUnavailable, OperationalError) as error:
+            report.stopped = type(error).__name__
+            log.warning("dialer tick stopped: %s", type(error).__name__)
+            self._hand_back(report)
+        log.info("dialer tick %s", report.as_log())
+        return report
+
+    def _housekeeping(self, report: TickReport) -> None:
+        if self.pacer.held:
+            with self.database.read_only() as session:
+                still_open = set(
+                    session.scalars(
+                        select(Attempt.id).where(
+                            Attempt.id.in_(list(self.pacer.held)), Attempt.status.in_(OPEN)
+                        )
+                    )
+                )
+            report.released = self.pacer.release_finished(still_open)
+        report.follow_ups = self.plan_pending_follow_ups()
+
+    def plan_pending_follow_ups(self) -> int:
+        """Follow-ups of final automated attempts (finished by the call session, the SMS
+        status handler, a refusal or reconciliation) that were not planned yet."""
+        now = self.clock.now()
+        with self.database.unit_of_work() as session:
+            finished = session.scalars(
+                select(Attempt)
+                .join(Campaign, Campaign.id == Attempt.campaign_id)
+                .where(
+                    Attempt.status.in_((AttemptStatus.COMPLETED, AttemptStatus.REFUSED)),
+                    Attempt.channel.in_(AUTOMATED),
+                    Attempt.follow_up_planned.is_(False),
+                    Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED)),
+                )
+                .order_by(Attempt.id)
+                .limit(FOLLOW_UP_BATCH)
+            ).all()
+            planned = 0
+            for attempt in finished:
+                follow_up = campaigns.plan_follow_up(
+                    session, attempt, self.window, self.config.policy, now
+                )
+                planned += follow_up is not None
+        return planned
+
+    def _exclusion_gate(self) -> Refusal | None:
+        with self.database.read_only() as session:
+            as_of = exclusion_as_of(session)
+        if as_of is None:
+            return Refusal.EXCLUSION_LIST_MISSING
+        if self.clock.now() - as_of > self.config.exclusion_max_age:
+            return Refusal.EXCLUSION_LIST_STALE
+        return None
+
+    # ------------------------------------------------------------------ claiming
+
+    def _claim(self, channels: Collection[Channel]) -> list[int]:
+        limit = min(self.config.claim_batch, max(1, self.pacer.local_free))
+        now = self.clock.now()
+        with self.database.unit_of_work() as session:
+            query = (
+                select(Attempt.id)
+                .join(Campaign, Campaign.id == Attempt.campaign_id)
+                .where(
+                    Attempt.status == AttemptStatus.SCHEDULED,
+                    Attempt.scheduled_at <= now,
+                    Attempt.channel.in_(list(channels)),
+                    Campaign.status == CampaignStatus.RUNNING,
+                )
+                .order_by(Attempt.scheduled_at, Attempt.id)
+                .limit(limit)
+            )
+            if not is_sqlite(self.database.engine):
+                query = query.with_for_update(skip_locked=True, of=Attempt)
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            session.execute(
+                update(Attempt)
+                .where(Attempt.id.in_(ids), Attempt.status == AttemptStatus.SCHEDULED)
+                .values(
+                    status=AttemptStatus.CLAIMED,
+                    claimed_by=self.config.worker_id,
+                    claimed_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            mine = session.scalars(
+                select(Attempt.id).where(
+                    Attempt.id.in_(ids),
+                    Attempt.status == AttemptStatus.CLAIMED,
+                    Attempt.claimed_by == self.config.worker_id,
+                    Attempt.claimed_at == now,
+                )
+            )
+            return sorted(mine, key=ids.index)
+
+    # ------------------------------------------------------------------ per attempt
+
+    def _work(self, report: TickReport) -> None:
+        while self._pending:
+            attempt_id = self._pending[0]
+            self._checkpoint("claimed", attempt_id)
+            if not self._dispatch(attempt_id, report):
+                self._hand_back(report)  # this attempt and the rest, undialed
+                return
+            self._pending.pop(0)
+
+    def _dispatch(self, attempt_id: int, report: TickReport) -> bool:
+        order = self._check(attempt_id, report)
+        if order is None:
+            return True
+        if order.channel is Channel.SMS:
+            return self._send_sms(order, report)
+        verdict = self.pacer.reserve_call(order.attempt_id, order.key, order.number_digest)
+        if verdict is PaceVerdict.NUMBER_BUSY:
+            self._postpone(order.attempt_id, self.clock.now() + self.config.household_retry)
+            report.postponed["number_busy"] += 1
+            return True
+        if verdict is not PaceVerdict.GRANTED:
+            report.postponed[verdict.value] += 1
+            return False
+        return self._place_call(order, report)
+
+    def _check(self, attempt_id: int, report: TickReport) -> DialOrder | None:
+        """Interlocks in one transaction: a refusal is recorded, else the order to dial."""
+        now = self.clock.now()
+        with self.database.unit_of_work() as session:
+            gathered = gather(session, attempt_id, self.config.worker_id, now)
+            if gathered is None:
+                return None
+            attempt, facts = gathered.attempt, gathered.facts
+            reason = refusal(facts, self.window, self.config.exclusion_max_age, self.config.caps)
+            if reason is None:
+                return dial_order(gathered, self._cipher)
+            if reason in POSTPONING:
+                report.postponed[reason.value] += 1
+                self._postpone_for(session, attempt, reason, now)
+            else:
+                report.refused[reason.value] += 1
+                self._refuse(session, attempt, reason, now)
+            return None
+
+    def _postpone_for(
+        self, session: Session, attempt: Attempt, reason: Refusal, now: datetime
+    ) -> None:
+        when: datetime | None = attempt.scheduled_at
+        if reason is Refusal.OUTSIDE_WINDOW:
+            when = self.window.next_open(now)
+        elif reason is Refusal.CAP_REACHED:
+            when = next_day_opening(self.window, now)
+        if when is None:
+            self._refuse(session, attempt, reason, now)
+            return
+        _unclaim(attempt, when)
+
+    def _refuse(self, session: Session, attempt: Attempt, reason: Refusal, now: datetime) -> None:
+        attempt.status = AttemptStatus.REFUSED
+        attempt.refusal_reason = reason.value
+        attempt.ended_at = now
+        session.flush()
+        record_attempt_result(session, attempt)
+        campaigns.plan_follow_up(session, attempt, self.window, self.config.policy, now)
+
+    # ------------------------------------------------------------------ the carrier
+
+    def _place_call(self, order: DialOrder, report: TickReport) -> bool:
+        request = CallRequest(
+            attempt_id=order.attempt_id,
+            idempotency_key=order.key,
+            to_e164=order.to_e164,
+            from_e164=self.config.caller_id,
+            ring_timeout_seconds=self.config.ring_timeout_seconds,
+        )
+        try:
+            handle = self.carrier.place_call(request)
+        except (CoordinationUnavailable, OperationalError):
+            raise
+        except Exception as error:  # a timeout or transport error: the carrier may retry-dedupe
+            log.warning("carrier %s: place_call raised %s", self.carrier.name, type(error).__name__)
+            handle = CallHandle(False, self.carrier.name, error_code="timeout")
+        self._checkpoint("placed", order.attempt_id)
+        if handle.accepted:
+            self._record_started(order.attempt_id, handle)
+            report.placed += 1
+            return True
+        self.pacer.release(order.attempt_id)
+        report.carrier_errors += 1
+        self._carrier_error(order.attempt_id, handle.error_code)
+        return True
+
+    def _record_started(self, attempt_id: int, handle: CallHandle) -> None:
+        now = self.clock.now()
+        with self.database.unit_of_work() as session:
+            attempt = session.get(Attempt, attempt_id)
+            if attempt is None:
+                return
+            attempt.carrier = handle.carrier[:16]
+            attempt.carrier_ref = attempt.carrier_ref or handle.carrier_ref
+            attempt.started_at = attempt.started_at or now
+            if attempt.status is AttemptStatus.CLAIMED:
+                attempt.status = AttemptStatus.IN_PROGRESS
+
+    def _carrier_error(self, attempt_id: int, code: str | None) -> None:
+        """Back to scheduled with backoff (same key), or final after too many errors."""
+        now = self.clock.now()
+        with self.database.unit_of_work() as session:
+            attempt = session.get(Attempt, attempt_id)
+            if attempt is None or attempt.status is not AttemptStatus.CLAIMED:
+                return
+            attempt.dispatch_errors += 1
+            if retryable(code) and attempt.dispatch_errors < self.config.max_dispatch_errors:
+                backoff = self.config.carrier_error_backoff * 2 ** (attempt.dispatch_errors - 1)
+                _unclaim(attempt, now + backoff)
+                return
+            attempt.status = AttemptStatus.COMPLETED
+            attempt.carrier = self.carrier.name[:16]
+            attempt.carrier_result = CARRIER_ERROR if retryable(code) else f"rejected:{code}"[:64]
+            attempt.ended_at = now
+            session.flush()
+            record_attempt_result(session, attempt)
+            campaigns.plan_follow_up(session, attempt, self.window, self.config.policy, now)
+
+    def _send_sms(self, order: DialOrder, report: TickReport) -> bool:
+        if self.pacer.reserve_sms() is not PaceVerdict.GRANTED:
+            report.postponed["rate_limited"] += 1
+            return False
+        request = SmsRequest(
+            attempt_id=order.attempt_id,
+            idempotency_key=order.key,
+            to_e164=order.to_e164,
+            sender_id=self.config.sms_sender_id,
+            body=self._sms_body(),
+        )
+        try:
+            handle = self.carrier.send_sms(request)
+        except (CoordinationUnavailable, OperationalError):
+            raise
+        except Exception as error:
+            log.warning("carrier %s: send_sms raised %s", self.carrier.name, type(error).__name__)
+            handle = SmsHandle(False, self.carrier.name, error_code="timeout")
+        if not handle.accepted:
+            report.carrier_errors += 1
+            self._carrier_error(order.attempt_id, handle.error_code)
+            return True
+        self._record_sms(order.attempt_id, handle)
+        report.sms_sent += 1
+        return True
+
+    def _sms_body(self) -> str:
+        if self.sms_catalog is None or self._settings is None:
+            raise RuntimeError("SMS attempts need the SMS catalog and the municipality settings")
+        template = self.sms_catalog.get(self.config.sms_template)
+        return template.render(self._settings.municipality)
+
+    def _record_sms(self, attempt_id: int, handle: SmsHandle) -> None:
+        now = self.clock.now()
+        with self.database.unit_of_work() as session:
+            attempt = session.get(Attempt, attempt_id)
+            if attempt is None or attempt.status is not AttemptStatus.CLAIMED:
+                return
+            attempt.carrier = handle.carrier[:16]
+            attempt.carrier_ref = handle.carrier_ref
+            attempt.started_at = attempt.ended_at = now
+            attempt.status = AttemptStatus.COMPLETED
+            attempt.outcome_code = SMS_SENT
+            session.flush()
+            record_attempt_result(session, attempt)
+            campaigns.plan_follow_up(session, attempt, self.window, self.config.policy, now)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _postpone(self, attempt_id: int, when: datetime) -> None:
+        with self.database.unit_of_work() as session:
+            attempt = session.get(Attempt, attempt_id)
+            if attempt is not None and attempt.status is AttemptStatus.CLAIMED:
+                _unclaim(attempt, self.window.next_open(when) or when)
+
+    def _hand_back(self, report: TickReport) -> None:
+        """Claimed but not dialed: back to scheduled, unchanged (best effort)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            with self.database.unit_of_work() as session:
+                result = session.execute(
+                    update(Attempt)
+                    .where(
+                        Attempt.id.in_(pending),
+                        Attempt.status == AttemptStatus.CLAIMED,
+                        Attempt.claimed_by == self.config.worker_id,
+                        Attempt.carrier_ref.is_(None),
+                    )
+                    .values(status=AttemptStatus.SCHEDULED, claimed_by=None, claimed_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+                report.handed_back += int(getattr(result, "rowcount", 0) or 0)
+        except OperationalError:
+            log.warning("dialer: %d claimed attempts left for reconciliation", len(pending))
+
+    def _cipher(self, campaign: Campaign) -> PiiCipher:
+        """The campaign's cipher, kept in memory only (numbers are opened just before use)."""
+        cached = self._ciphers.get(campaign.id)
+        if cached is None:
+            if campaign.wrapped_data_key is None:
+                raise RuntimeError(f"campaign {campaign.id} has no data key (wiped?)")
+            cached = self.keyring.cipher(campaign.wrapped_data_key, campaign.id)
+            self._ciphers[campaign.id] = cached
+        return cached
+
+
+def retryable(code: str | None) -> bool:
+    """5xx, 429 and timeouts are worth retrying; other refusals will not change."""
+    if code is None:
+        return True
+    return code == "429" or code == "timeout" or code.startswith("5")
+
+
+def _unclaim(attempt: Attempt, when: datetime) -> None:
+    attempt.status = AttemptStatus.SCHEDULED
+    attempt.scheduled_at = when
+    attempt.claimed_by = None
+    attempt.claimed_at = None

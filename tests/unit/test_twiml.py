@@ -1,0 +1,112 @@
+"""IVR actions rendered as TwiML (pure; no I/O)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import ivr_scripts.actions as act
+from dialer.carriers.twiml import FlowUrls, hang_up, render, voice_language
+from ivr_scripts.model import OutcomeCode, TimeBand
+
+URLS = FlowUrls(
+    gather="https://dunning.example.jp/twilio/voice?a=k1&ev=gather",
+    no_input="https://dunning.example.jp/twilio/voice?a=k1&ev=no-input",
+    dial="https://dunning.example.jp/twilio/voice?a=k1&ev=dial",
+)
+OPERATOR = "+81312345678"
+GREETING = act.Say("ミドリシ ノウゼイカ です。ヤマダ タロウ さまでしょうか。", "ja")
+QUESTION = act.Say("ご本人であれば 1 を、違う場合は 2 を押してください。", "ja")
+CONFIRM = act.Gather(frozenset({"dtmf", "speech"}), 1, 6, ("はい", "いいえ"))
+
+
+def _root(actions: list[act.Action]) -> ET.Element:
+    return ET.fromstring(render(actions, URLS, OPERATOR))
+
+
+def test_japanese_say_is_spoken_in_ja_jp() -> None:
+    root = _root([GREETING, act.Hangup()])
+    say = root.find("Say")
+    assert say is not None
+    assert say.get("language") == "ja-JP"
+    assert say.text == GREETING.text
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+
+
+def test_english_say_is_spoken_in_en_us() -> None:
+    say = _root([act.Say("Please call the tax section.", "en"), act.Hangup()]).find("Say")
+    assert say is not None and say.get("language") == "en-US"
+
+
+def test_gather_carries_input_language_digits_timeout_hints_and_action() -> None:
+    gather = _root([GREETING, QUESTION, CONFIRM]).find("Gather")
+    assert gather is not None
+    assert gather.get("input") == "dtmf speech"
+    assert gather.get("language") == "ja-JP"
+    assert gather.get("numDigits") == "1"
+    assert gather.get("timeout") == "6"
+    assert gather.get("hints") == "はい,いいえ"
+    assert gather.get("action") == URLS.gather
+    assert gather.get("method") == "POST"
+
+
+def test_prompts_before_a_gather_are_nested_so_residents_can_key_in_early() -> None:
+    root = _root([GREETING, QUESTION, CONFIRM])
+    gather = root.find("Gather")
+    assert gather is not None
+    assert [say.text for say in gather.findall("Say")] == [GREETING.text, QUESTION.text]
+    assert root.find("Say") is None
+
+
+def test_a_silent_gather_is_followed_by_a_redirect_reporting_no_input() -> None:
+    root = _root([QUESTION, CONFIRM])
+    assert [child.tag for child in root] == ["Gather", "Redirect"]
+    redirect = root.find("Redirect")
+    assert redirect is not None and redirect.text == URLS.no_input
+
+
+def test_dtmf_only_gather_has_no_speech_settings_and_no_digit_limit_when_open() -> None:
+    gather = _root([act.Gather(frozenset({"dtmf"}), None, 5)]).find("Gather")
+    assert gather is not None
+    assert gather.get("input") == "dtmf"
+    assert gather.get("numDigits") is None
+    assert gather.get("hints") is None
+    assert gather.get("speechTimeout") is None
+
+
+def test_transfer_dials_the_operator_and_reports_the_result() -> None:
+    root = _root([act.Say("担当者におつなぎします。", "ja"), act.Transfer()])
+    dial = root.find("Dial")
+    assert dial is not None
+    assert dial.text == OPERATOR
+    assert dial.get("action") == URLS.dial
+
+
+def test_non_telephony_actions_are_left_to_the_call_session() -> None:
+    actions: list[act.Action] = [
+        act.Say("おかけ直しください。", "ja"),
+        act.RecordOutcome(OutcomeCode.PAID_CLAIMED),
+        act.RequestSms("reminder"),
+        act.RequestCallback(TimeBand.MORNING),
+        act.MarkWrongNumber(),
+        act.AddDoNotCall(),
+        act.Hangup(),
+    ]
+    assert [child.tag for child in _root(actions)] == ["Say", "Hangup"]
+
+
+def test_nothing_to_say_hangs_up() -> None:
+    assert [child.tag for child in _root([])] == ["Hangup"]
+    assert [child.tag for child in _root([act.RecordOutcome(OutcomeCode.NO_INPUT)])] == ["Hangup"]
+    assert [child.tag for child in ET.fromstring(hang_up())] == ["Hangup"]
+
+
+def test_urls_are_xml_escaped() -> None:
+    xml = render([CONFIRM], URLS, OPERATOR)
+    assert "a=k1&amp;ev=gather" in xml
+    assert "a=k1&ev=gather" not in xml
+
+
+def test_voice_language() -> None:
+    assert voice_language("ja") == "ja-JP"
+    assert voice_language("en") == "en-US"
+    assert voice_language("ja-JP") == "ja-JP"
