@@ -6,8 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from agent_console.accounts import LockoutPolicy, authenticate, find_user, verify_totp
+from agent_console.accounts import (
+    LockoutPolicy,
+    SignedIn,
+    authenticate,
+    find_user,
+    verify_totp,
+)
 from agent_console.context import ConsoleContext, console_context
 from agent_console.rendering import render
 from agent_console.security import (
@@ -28,6 +35,7 @@ HOME_BY_ROLE = {
     Role.SUPERVISOR: "/supervisor",
     Role.ADMIN: "/admin",
 }
+TOTP_TRIES = 5  # per user and five minutes; then the half-signed session is dropped
 Ctx = Annotated[ConsoleContext, Depends(console_context)]
 
 
@@ -42,6 +50,27 @@ def _set_cookie(response: Response, ctx: ConsoleContext, session_id: str) -> Non
     )
 
 
+def _sign_in(ctx: ConsoleContext, username: str, password: str) -> tuple[SignedIn, str] | Forbidden:
+    """Check the credentials; a failure is counted in its own committed transaction (the
+    lockout must survive the refusal), so the refusal is returned rather than raised."""
+    console = ctx.settings.console
+    policy = LockoutPolicy(console.lockout_threshold, console.lockout_timedelta)
+    with ctx.database.unit_of_work() as session:
+        try:
+            signed = authenticate(session, username, password, policy, console.totp_roles)
+        except Forbidden as refused:
+            return refused
+        user = find_user(session, signed.username)
+        audit.record(
+            session,
+            actor=f"user:{user.id}",
+            action="user.login",
+            object_type="user",
+            object_id=user.id,
+        )
+        return signed, user.display_name
+
+
 @router.get("/login")
 async def login_page(request: Request) -> Response:
     return render(request, "login.html", {})
@@ -54,22 +83,10 @@ async def login(
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=200)],
 ) -> Response:
-    console = ctx.settings.console
-    policy = LockoutPolicy(console.lockout_threshold, console.lockout_timedelta)
-    try:
-        with ctx.database.unit_of_work() as session:
-            signed = authenticate(session, username.strip(), password, policy, console.totp_roles)
-            user = find_user(session, signed.username)
-            audit.record(
-                session,
-                actor=f"user:{user.id}",
-                action="user.login",
-                object_type="user",
-                object_id=user.id,
-            )
-            display = user.display_name
-    except Forbidden as error:
-        return render(request, "login.html", {"error": str(error)}, status_code=401)
+    outcome = await run_in_threadpool(_sign_in, ctx, username.strip(), password)
+    if isinstance(outcome, Forbidden):
+        return render(request, "login.html", {"error": str(outcome)}, status_code=401)
+    signed, display = outcome
     store = session_store(request)
     created = store.create(
         signed.user_id, signed.username, display, signed.role, totp_passed=not signed.needs_totp
@@ -92,6 +109,9 @@ async def totp(request: Request, ctx: Ctx, code: Annotated[str, Form(max_length=
     pending = store.load(session_id) if session_id else None
     if pending is None:
         return RedirectResponse("/login", status_code=303)
+    if not ctx.coordination.try_acquire_rate(f"totp:{pending.user_id}", TOTP_TRIES, 300.0):
+        store.destroy(pending.session_id)
+        return render(request, "totp.html", {"error": "試行回数が多すぎます"}, status_code=429)
     with ctx.database.read_only() as session:
         try:
             user = find_user(session, pending.username)

@@ -14,19 +14,17 @@ from agent_console.rendering import render
 from agent_console.security import ConsoleUser, require_roles
 from dialer import live
 from dialer.operator_log import FollowUpPolicy, InboundMatch, find_callers, save_call, start_inbound
+from dialer.operator_screen import CallScreen, confirm_identity, open_call_screen
 from dialer.operator_work import (
     HANDOFF_REASONS,
     PAYMENT_METHODS,
     RESULT_CODES,
     CallForm,
-    CallScreen,
     ClaimGate,
     ClaimRefused,
     claim_next,
-    confirm_identity,
     current_claim,
     held_attempt,
-    open_call_screen,
     release,
 )
 from dialer.ports import CallRequest
@@ -71,7 +69,7 @@ async def next_target(ctx: Ctx, user: Operator) -> Response:
         return RedirectResponse(f"/operator?refused={refused.reason}", status_code=303)
     if attempt_id is None:
         return RedirectResponse("/operator?empty=1", status_code=303)
-    live.set_operator_state(ctx.coordination, user.user_id, "on_call")
+    live.set_operator_state(ctx.coordination, user.user_id, "on_call", ctx.now())
     return RedirectResponse(f"/operator/calls/{attempt_id}", status_code=303)
 
 
@@ -223,7 +221,7 @@ async def save(
             )
 
     await run_in_threadpool(store)
-    live.set_operator_state(ctx.coordination, user.user_id, "idle")
+    live.set_operator_state(ctx.coordination, user.user_id, "idle", ctx.now())
     return RedirectResponse("/operator?saved=1", status_code=303)
 
 
@@ -234,7 +232,7 @@ async def release_target(ctx: Ctx, user: Operator, attempt_id: int) -> Response:
             release(session, attempt_id, user.user_id)
 
     await run_in_threadpool(give_back)
-    live.set_operator_state(ctx.coordination, user.user_id, "idle")
+    live.set_operator_state(ctx.coordination, user.user_id, "idle", ctx.now())
     return RedirectResponse("/operator", status_code=303)
 
 
@@ -268,5 +266,5 @@ async def inbound_start(ctx: Ctx, user: Operator, person_id: int) -> Response:
             return start_inbound(session, person_id, user.user_id, ctx.now())
 
     attempt_id = await run_in_threadpool(start)
-    live.set_operator_state(ctx.coordination, user.user_id, "on_call")
+    live.set_operator_state(ctx.coordination, user.user_id, "on_call", ctx.now())
     return RedirectResponse(f"/operator/calls/{attempt_id}", status_code=303)

@@ -27,6 +27,12 @@ CONTROLS = {
     "pause": CampaignStatus.PAUSED,
     "resume": CampaignStatus.RUNNING,
 }
+ACTIONS_BY_STATUS = {
+    CampaignStatus.DRAFT.value: ("ready",),
+    CampaignStatus.READY.value: ("start",),
+    CampaignStatus.RUNNING.value: ("pause",),
+    CampaignStatus.PAUSED.value: ("resume",),
+}
 DRAIN_LIMIT = 100
 
 
@@ -38,7 +44,7 @@ def _snapshot(ctx: ConsoleContext) -> dict[str, JSONValue]:
 @router.get("")
 async def dashboard(request: Request, ctx: Ctx, user: Supervisor) -> Response:
     figures = await run_in_threadpool(_snapshot, ctx)
-    return render(request, "supervisor.html", {"live": figures, "controls": CONTROLS})
+    return render(request, "supervisor.html", {"live": figures, "actions": ACTIONS_BY_STATUS})
 
 
 @router.get("/live.json")

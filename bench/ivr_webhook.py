@@ -93,7 +93,15 @@ def serve(port: int) -> None:
     async def trivial() -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=60,
+    )
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -207,12 +215,17 @@ def trivial_calls(count: int, rounds: int) -> list[list[Signed]]:
 async def measure(base_url: str, calls: int, rounds: int, think: float) -> dict[str, Figures]:
     await run(base_url, flow_calls(20, 1, "warm"), 0.0)
     await run(base_url, trivial_calls(20, 1), 0.0)
-    return {
-        "paced flow": await run(base_url, flow_calls(calls, rounds, "paced"), think),
-        "paced trivial": await run(base_url, trivial_calls(calls, rounds), think),
-        "saturated flow": await run(base_url, flow_calls(calls, rounds, "sat"), 0.0),
-        "saturated trivial": await run(base_url, trivial_calls(calls, rounds), 0.0),
+    plan = {
+        "paced flow": (flow_calls(calls, rounds, "paced"), think),
+        "paced trivial": (trivial_calls(calls, rounds), think),
+        "saturated flow": (flow_calls(calls, rounds, "sat"), 0.0),
+        "saturated trivial": (trivial_calls(calls, rounds), 0.0),
     }
+    figures: dict[str, Figures] = {}
+    for label, (planned, pause) in plan.items():
+        figures[label] = await run(base_url, planned, pause)
+        print(figures[label].line(label), flush=True)  # noqa: T201
+    return figures
 
 
 # --- orchestration -----------------------------------------------------------------------------
@@ -262,7 +275,8 @@ def record(lines: list[str], args: argparse.Namespace) -> None:
         "",
         f"## ivr_webhook: Twilio voice webhooks ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"- machine: {machine}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- machine: {machine}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"load average at the end {os.getloadavg()[0]:.1f} (other work shares the machine)",
         f"- command: `{command}`",
         f"- {args.calls} concurrent calls x {args.rounds} round(s), 4 signed requests per call "
         f"(answer, key 1, key 0, completed); think time {args.think_ms} ms in the paced run",

@@ -130,13 +130,15 @@ def overview(session: Session, campaign: Campaign) -> CampaignOverview:
         select(func.count()).select_from(Person).where(Person.campaign_id == campaign.id)
     )
     open_statuses = (AttemptStatus.SCHEDULED, AttemptStatus.CLAIMED, AttemptStatus.IN_PROGRESS)
-    counts = dict(
-        session.execute(
-            select(Attempt.status.in_(open_statuses), func.count())
-            .where(Attempt.campaign_id == campaign.id)
-            .group_by(Attempt.status.in_(open_statuses))
-        ).tuples()
-    )
+    counts: dict[bool, int] = {}
+    rows = session.execute(
+        select(Attempt.status, func.count())
+        .where(Attempt.campaign_id == campaign.id)
+        .group_by(Attempt.status)
+    ).tuples()
+    for status, count in rows:  # (a Result has .keys(): dict(result) would misread it)
+        is_open = status in open_statuses
+        counts[is_open] = counts.get(is_open, 0) + count
     return CampaignOverview(
         id=campaign.id,
         name=campaign.name,
@@ -369,3 +371,40 @@ def _attempt_row(
 
 def _chunks(rows: list[dict[str, Any]], size: int = 2000) -> list[list[dict[str, Any]]]:
     return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+# --------------------------------------------------------------------------- commands
+
+_VERBS: dict[str, tuple[CampaignStatus, CampaignStatus]] = {
+    "start": (CampaignStatus.READY, CampaignStatus.RUNNING),
+    "pause": (CampaignStatus.RUNNING, CampaignStatus.PAUSED),
+    "resume": (CampaignStatus.PAUSED, CampaignStatus.RUNNING),
+}
+
+
+def command(session: Session, campaign_id: int, verb: str, actor: str) -> Campaign:
+    """start (ready -> running), pause (running -> paused), resume (paused -> running)."""
+    expected, target = _VERBS[verb]
+    current = get_campaign(session, campaign_id).status
+    if current is not expected:
+        raise Conflict(f"campaign {campaign_id} is {current.value}; {verb} needs {expected.value}")
+    return move(session, campaign_id, target, actor)
+
+
+def attempt_counts(session: Session, campaign_id: int) -> dict[str, dict[str, int]]:
+    """Attempts by channel and status, and refusals by reason (counts only)."""
+    by_status: dict[str, dict[str, int]] = {}
+    rows = session.execute(
+        select(Attempt.channel, Attempt.status, func.count())
+        .where(Attempt.campaign_id == campaign_id)
+        .group_by(Attempt.channel, Attempt.status)
+    ).tuples()
+    for channel, status, count in rows:
+        by_status.setdefault(channel.value, {})[status.value] = count
+    refusals = session.execute(
+        select(Attempt.refusal_reason, func.count())
+        .where(Attempt.campaign_id == campaign_id, Attempt.refusal_reason.is_not(None))
+        .group_by(Attempt.refusal_reason)
+    ).tuples()
+    by_status["refused_by_reason"] = {str(reason): count for reason, count in refusals}
+    return by_status

@@ -53,10 +53,13 @@ class OperatorState:
     since: str
 
 
-def set_operator_state(coordination: Coordination, user_id: int, state: str) -> None:
+def set_operator_state(
+    coordination: Coordination, user_id: int, state: str, now: datetime | None = None
+) -> None:
     if state not in OPERATOR_STATES:
         raise ValueError(f"unknown operator state {state!r}")
-    record = json.dumps({"state": state, "since": utcnow().isoformat(timespec="seconds")})
+    since = (now or utcnow()).astimezone(TOKYO).strftime("%H:%M")
+    record = json.dumps({"state": state, "since": since})
     coordination.put_state(f"{STATE_PREFIX}{user_id}", record, STATE_TTL_SECONDS)
     notify(coordination, "operator_state")
 

@@ -10,11 +10,10 @@ Every view of a person's data is audited (who, which target, which page).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
@@ -33,9 +32,7 @@ from kernel.models import (
     ExclusionList,
     Person,
     Phone,
-    PhoneStatus,
     TargetStatus,
-    utcnow,
 )
 from kernel.pii import KeyRing, PiiCipher
 
@@ -79,47 +76,6 @@ HANDOFF_REASONS: dict[str, tuple[str, str]] = {
 class Claim:
     attempt_id: int
     callback_id: int | None
-
-
-@dataclass(frozen=True)
-class PhoneLine:
-    phone_id: int
-    e164: str
-    display: str
-    kind: str
-    usable: bool
-
-
-@dataclass(frozen=True)
-class ReceivableLine:
-    kind: str
-    fiscal_year: int
-    period: str
-    due_date: date
-    unpaid_yen: int
-    late_fee_yen: int
-
-
-@dataclass(frozen=True)
-class CallScreen:
-    attempt_id: int
-    person_id: int
-    campaign_name: str
-    name: str
-    name_kana: str
-    birth_date: str
-    postal_code: str
-    address: str
-    phones: list[PhoneLine]
-    identity_confirmed: bool
-    finished: bool
-    inbound: bool
-    callback_band: str | None
-    receivables: list[ReceivableLine] = field(default_factory=list)
-
-    @property
-    def total_yen(self) -> int:
-        return sum(item.unpaid_yen + item.late_fee_yen for item in self.receivables)
 
 
 @dataclass(frozen=True)
@@ -250,7 +206,7 @@ def _claim_attempt(session: Session, user_id: int, moment: datetime) -> Claim | 
                 claimed_at=moment,
                 operator_id=user_id,
             )
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="evaluate")
         )
         if getattr(taken, "rowcount", 0) == 1:
             return Claim(candidate, None)
@@ -278,7 +234,7 @@ def _claim_callback(session: Session, user_id: int, moment: datetime) -> Claim |
             update(CallbackRequest)
             .where(CallbackRequest.id == row.id, CallbackRequest.status == CallbackStatus.PENDING)
             .values(status=CallbackStatus.CLAIMED, claimed_by=user_id)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="evaluate")
         )
         if getattr(taken, "rowcount", 0) == 1:
             attempt = new_operator_attempt(
@@ -288,7 +244,7 @@ def _claim_callback(session: Session, user_id: int, moment: datetime) -> Claim |
                 update(CallbackRequest)
                 .where(CallbackRequest.id == row.id)
                 .values(operator_attempt_id=attempt.id)
-                .execution_options(synchronize_session=False)
+                .execution_options(synchronize_session="evaluate")
             )
             return Claim(attempt.id, row.id)
     return None
@@ -357,7 +313,7 @@ def _reopen_callback(session: Session, attempt_id: int) -> None:
         update(CallbackRequest)
         .where(CallbackRequest.operator_attempt_id == attempt_id)
         .values(status=CallbackStatus.PENDING, claimed_by=None, operator_attempt_id=None)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="evaluate")
     )
 
 
@@ -368,97 +324,3 @@ def held_attempt(session: Session, attempt_id: int, user_id: int) -> Attempt:
     if attempt.operator_id != user_id:
         raise Forbidden("この対象者は他のオペレータが担当しています")
     return attempt
-
-
-def _person_record(session: Session, keyring: KeyRing, person: Person) -> dict[str, Any]:
-    campaign = session.get(Campaign, person.campaign_id)
-    assert campaign is not None
-    return cipher_for(keyring, campaign).open_record(person.sealed_pii, "pii")
-
-
-def display_phone(e164: str) -> str:
-    try:
-        parsed = phonenumbers.parse(e164, "JP")
-    except phonenumbers.NumberParseException:
-        return e164
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-
-
-def _phone_lines(person: Person, cipher: PiiCipher) -> list[PhoneLine]:
-    lines = []
-    for phone in person.phones:
-        number = cipher.open_text(phone.sealed_number, "phone")
-        usable = phone.status is PhoneStatus.USABLE
-        lines.append(PhoneLine(phone.id, number, display_phone(number), phone.kind.value, usable))
-    return lines
-
-
-def _receivable_lines(person: Person) -> list[ReceivableLine]:
-    items = sorted(person.receivables, key=lambda r: (r.due_date, r.kind, r.period))
-    return [
-        ReceivableLine(r.kind, r.fiscal_year, r.period, r.due_date, r.unpaid_yen, r.late_fee_yen)
-        for r in items
-    ]
-
-
-def open_call_screen(
-    session: Session, keyring: KeyRing, attempt_id: int, user_id: int
-) -> CallScreen:
-    """The call screen of a target this operator holds; receivables only after 本人確認."""
-    attempt = held_attempt(session, attempt_id, user_id)
-    person = session.get(Person, attempt.person_id) if attempt.person_id else None
-    campaign = session.get(Campaign, attempt.campaign_id)
-    if person is None or campaign is None:
-        raise NotFound("この対象者のデータはありません(消去済み)")
-    cipher = cipher_for(keyring, campaign)
-    record = cipher.open_record(person.sealed_pii, "pii")
-    confirmed = attempt.identity_confirmed_at is not None
-    band = session.scalars(
-        select(CallbackRequest.time_band).where(CallbackRequest.operator_attempt_id == attempt.id)
-    ).first()
-    _audit_view(session, user_id, person.id, "call_screen", receivables=confirmed)
-    return CallScreen(
-        attempt_id=attempt.id,
-        person_id=person.id,
-        campaign_name=campaign.name,
-        name=str(record.get("name") or ""),
-        name_kana=str(record.get("name_kana") or ""),
-        birth_date=str(record.get("birth_date") or ""),
-        postal_code=str(record.get("postal_code") or ""),
-        address=str(record.get("address") or ""),
-        phones=_phone_lines(person, cipher),
-        identity_confirmed=confirmed,
-        finished=attempt.status is not AttemptStatus.CLAIMED,
-        inbound=attempt.inbound,
-        callback_band=band,
-        receivables=_receivable_lines(person) if confirmed else [],
-    )
-
-
-def _audit_view(session: Session, user_id: int, person_id: int, page: str, **flags: bool) -> None:
-    audit.record(
-        session,
-        actor=f"user:{user_id}",
-        action="person.viewed",
-        object_type="person",
-        object_id=person_id,
-        detail={"page": page, **flags},
-    )
-
-
-def confirm_identity(session: Session, attempt_id: int, user_id: int) -> None:
-    """The operator ticked 本人確認済 (3-point check: 氏名・住所・生年月日)."""
-    attempt = held_attempt(session, attempt_id, user_id)
-    if attempt.status is not AttemptStatus.CLAIMED:
-        raise Conflict("この通話は記録済みです")
-    if attempt.identity_confirmed_at is None:
-        attempt.identity_confirmed_at = utcnow()
-        attempt.answered_at = attempt.answered_at or attempt.identity_confirmed_at
-    audit.record(
-        session,
-        actor=f"user:{user_id}",
-        action="identity.confirmed",
-        object_type="attempt",
-        object_id=attempt.id,
-        detail={"person_id": attempt.person_id},
-    )

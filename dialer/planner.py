@@ -131,7 +131,9 @@ def next_contact(
         return None
     usable = _usable_after(code, history, phones)
     if code == CALLBACK_REQUESTED:
-        phone_id = _last_phone(history) if usable else None
+        usable_ids = [phone.phone_id for phone in usable]
+        last = _last_phone(history)
+        phone_id = last if last in usable_ids else (usable_ids[0] if usable_ids else None)
         return _operator(history, phone_id, window, now, policy)
     if not usable:
         return _letter(policy, now, "no_usable_phone")

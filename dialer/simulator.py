@@ -59,6 +59,7 @@ from dialer.residents import (
     line_kind,
 )
 from kernel.models.enums import PhoneKind
+from kernel.settings import SimulatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,19 @@ class SimulatedCarrier:
         self._sms: dict[str, SmsHandle] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+
+    @classmethod
+    def from_settings(
+        cls, sink: CallEventSink, settings: SimulatorSettings, clock: Clock
+    ) -> SimulatedCarrier:
+        """The carrier as ``[simulator]`` configures it (seed, speedup, SMS delivery share)."""
+        return cls(
+            sink,
+            clock=clock,
+            seed=settings.seed,
+            sms_delivered_share=settings.sms_delivered_share,
+            speedup=settings.speedup,
+        )
 
     # ------------------------------------------------------------------ the Carrier port
 

@@ -2,14 +2,13 @@
 
 What goes:
 
-* rows deleted: the campaign's persons, phones and receivables;
-* personal columns nulled in every other campaign table (found from the models, so a new
-  table with a ``person_id``/``phone_id`` or a ``sealed_*`` column is covered without a
-  change here): attempts (notes, promise date and amount, carrier reference), hand-offs
-  (operator and staff notes), callback requests, SMS records. The PII-free rest (channel,
-  outcome code, times) stays, as do the :class:`~kernel.models.DailyAggregate` counters;
-* open work is closed (attempts and callbacks cancelled, hand-offs closed) so no worker
-  picks up a row that no longer has a person;
+* in the database (:mod:`dialer.wipe_rows`): the campaign's persons, phones and receivables
+  deleted; personal columns nulled in every other campaign table, found from the models:
+  attempts (notes, promise date and amount, carrier reference), hand-offs (operator and staff
+  notes), callback requests, and any future table with ``person_id``/``phone_id`` or
+  ``sealed_*`` columns (SMS records). The PII-free rest (channel, outcome code, times) stays,
+  as do the :class:`~kernel.models.DailyAggregate` counters. Open work is closed (attempts
+  and callbacks cancelled, hand-offs closed) so no worker picks up a row without a person;
 * IVR session state in the coordination store (``ivr:<campaign>:*``), TTS audio and letters
   (``<var>/tts/campaign-<id>/``, ``<var>/letters/campaign-<id>/``) and the campaign's results
   files (``<var>/exports/results_<id>_*``): files overwritten, then unlinked;
@@ -34,28 +33,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Result, Table, delete, func, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dialer.campaigns import check_move, get_campaign
+from dialer.wipe_rows import checkpoint_wal, compact_storage, erase_rows, relax_reference_checks
 from kernel import audit
 from kernel.coordination import Coordination
 from kernel.db import Database
 from kernel.errors import Conflict, DunningError, InvalidInput, NotFound
 from kernel.models import (
-    Attempt,
-    AttemptStatus,
-    Base,
-    CallbackRequest,
-    CallbackStatus,
     Campaign,
     CampaignStatus,
     ErasureCertificate,
-    HandOff,
-    HandOffStatus,
-    Person,
-    Phone,
-    Receivable,
     ResultsExport,
     utcnow,
 )
@@ -64,15 +54,6 @@ from kernel.settings import WipeSettings
 log = logging.getLogger(__name__)
 
 CERTIFICATE_VERSION = 1
-DELETED_MODELS: tuple[type[Base], ...] = (Receivable, Phone, Person)  # children first
-REFERENCE_COLUMNS = frozenset({"person_id", "phone_id"})
-SEALED_PREFIX = "sealed_"
-# Plain columns that are personal in their table: amounts and dates a resident promised, the
-# carrier's call id (the carrier can map it to the number).
-EXTRA_PERSONAL: dict[str, frozenset[str]] = {
-    "attempts": frozenset({"carrier_ref", "promise_date", "promise_amount_yen"}),
-}
-BATCH_IDS = 100_000  # primary-key span per DELETE: bounds PostgreSQL's per-statement queues
 METHOD: tuple[str, ...] = (
     "row_deletion",  # persons, phones, receivables
     "column_nulling",  # personal columns of the campaign's other rows
@@ -98,128 +79,12 @@ def campaign_export_files(var_dir: Path, campaign_id: int) -> list[Path]:
     return sorted((var_dir / "exports").glob(f"results_{campaign_id}_*"))
 
 
-def _table(model: type[Base]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-@dataclass(frozen=True)
-class Scrub:
-    """The personal columns of one campaign table whose rows survive the wipe."""
-
-    table: Table
-    columns: tuple[str, ...]
-
-
-def _personal_columns(table: Table) -> tuple[str, ...]:
-    extra = EXTRA_PERSONAL.get(table.name, frozenset())
-    return tuple(
-        column.name
-        for column in table.columns
-        if column.name in REFERENCE_COLUMNS
-        or column.name.startswith(SEALED_PREFIX)
-        or column.name in extra
-    )
-
-
-def scrub_plan() -> list[Scrub]:
-    """Every campaign table (one with ``campaign_id``), except the deleted ones, that holds
-    personal columns, with those columns."""
-    deleted = {_table(model).name for model in DELETED_MODELS}
-    plan = []
-    for table in Base.metadata.sorted_tables:
-        if table.name in deleted or "campaign_id" not in table.columns:
-            continue
-        columns = _personal_columns(table)
-        if columns:
-            plan.append(Scrub(table, columns))
-    return plan
-
-
 @dataclass(frozen=True)
 class WipeResult:
     certificate_id: int
     campaign_id: int
     body: dict[str, Any]
     sha256: str
-
-
-# --------------------------------------------------------------------------- rows
-
-
-def _affected(result: Result[Any]) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _close_open_work(session: Session, campaign_id: int) -> dict[str, int]:
-    """Cancel what a worker could still pick up; the rows lose their person next."""
-    changes = (
-        ("attempts_cancelled", Attempt, Attempt.status,
-         (AttemptStatus.SCHEDULED, AttemptStatus.CLAIMED), AttemptStatus.CANCELLED),
-        ("callbacks_cancelled", CallbackRequest, CallbackRequest.status,
-         (CallbackStatus.PENDING, CallbackStatus.CLAIMED), CallbackStatus.CANCELLED),
-        ("handoffs_closed", HandOff, HandOff.status,
-         (HandOffStatus.OPEN, HandOffStatus.TAKEN), HandOffStatus.CLOSED),
-    )  # fmt: skip
-    counts = {}
-    for key, model, status, open_values, closed in changes:
-        statement = (
-            update(model)
-            .where(model.campaign_id == campaign_id, status.in_(open_values))
-            .values({status: closed})
-            .execution_options(synchronize_session=False)
-        )
-        counts[key] = _affected(session.execute(statement))
-    return counts
-
-
-def _scrub_columns(session: Session, campaign_id: int) -> dict[str, int]:
-    counts = {}
-    for scrub in scrub_plan():
-        statement = (
-            update(scrub.table)
-            .where(scrub.table.c.campaign_id == campaign_id)
-            .values(dict.fromkeys(scrub.columns))
-        )
-        counts[f"{scrub.table.name}_scrubbed"] = _affected(session.execute(statement))
-    return counts
-
-
-def _id_span(session: Session, table: Table, campaign_id: int) -> tuple[int, int] | None:
-    low, high = session.execute(
-        select(func.min(table.c.id), func.max(table.c.id)).where(table.c.campaign_id == campaign_id)
-    ).one()
-    return None if low is None else (int(low), int(high))
-
-
-def _delete_rows(session: Session, table: Table, campaign_id: int) -> int:
-    """Set-based DELETE in primary-key spans of :data:`BATCH_IDS`."""
-    span = _id_span(session, table, campaign_id)
-    if span is None:
-        return 0
-    deleted = 0
-    for low in range(span[0], span[1] + 1, BATCH_IDS):
-        statement = delete(table).where(
-            table.c.campaign_id == campaign_id,
-            table.c.id >= low,
-            table.c.id < low + BATCH_IDS,
-        )
-        deleted += _affected(session.execute(statement))
-    return deleted
-
-
-def erase_rows(session: Session, campaign_id: int) -> dict[str, int]:
-    """Close open work, null personal columns, delete the target rows (caller's transaction)."""
-    import os as _o
-    if _o.environ.get("XCACHE"): session.execute(text("PRAGMA cache_size=-262144"))
-    if _o.environ.get("XFK"): session.execute(text("PRAGMA foreign_keys=OFF")); print(session.execute(text("PRAGMA foreign_keys")).all())
-    counts = _close_open_work(session, campaign_id)
-    counts |= _scrub_columns(session, campaign_id)
-    for model in DELETED_MODELS:
-        table = _table(model)
-        counts[table.name] = _delete_rows(session, table, campaign_id)
-    return counts
 
 
 # --------------------------------------------------------------------------- outside the database
@@ -264,34 +129,6 @@ def erase_outside_database(
         "letter_files": _shred_tree(letters),
         "export_files": len(exports),
     }
-
-
-# --------------------------------------------------------------------------- storage
-
-
-def compact_storage(database: Database) -> dict[str, Any]:
-    """Physically drop freed pages so erased values do not linger in the database files."""
-    engine = database.engine
-    options = {"isolation_level": "AUTOCOMMIT"}
-    with engine.connect().execution_options(**options) as connection:
-        if engine.dialect.name == "sqlite":
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.exec_driver_sql("VACUUM")
-            busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
-            return {"engine": "sqlite", "vacuumed": True, "wal_truncated": busy == 0}
-        tables = [_table(model).name for model in DELETED_MODELS]
-        tables += [scrub.table.name for scrub in scrub_plan()]
-        for table in tables:
-            connection.execute(text(f'VACUUM "{table}"'))
-        return {"engine": engine.dialect.name, "vacuumed": True, "tables": sorted(tables)}
-
-
-def checkpoint_wal(database: Database) -> None:
-    """SQLite: fold the WAL back into the file and truncate it (no-op elsewhere)."""
-    if database.engine.dialect.name != "sqlite":
-        return
-    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 # --------------------------------------------------------------------------- certificate
@@ -354,10 +191,11 @@ def _erase(
     force: bool,
     reason: str | None,
 ) -> tuple[ErasureCertificate, dict[str, Any]]:
+    relaxed = relax_reference_checks(session)  # before the first write
     campaign = get_campaign(session, campaign_id, for_update=True)
     forced_reason = _check_allowed(session, campaign, force, reason)
     previous = campaign.status
-    erased = erase_rows(session, campaign_id)
+    erased = erase_rows(session, campaign_id, relaxed=relaxed)
     erased |= erase_outside_database(coordination, var_dir, campaign_id)
     erased["data_keys"] = 1 if campaign.wrapped_data_key else 0
     campaign.wrapped_data_key = None
@@ -411,11 +249,13 @@ def wipe_campaign(
     actor: str,
     force: bool = False,
     reason: str | None = None,
+    vacuum_full: bool = False,
 ) -> WipeResult:
     """Erase the campaign's personal data and return its erasure certificate.
 
     A regular wipe needs an exported campaign; ``force`` (with a ``reason``, kept in the
     certificate and audited as ``campaign.wiped_forced``) wipes a campaign in any status.
+    ``vacuum_full``: PostgreSQL rewrites the affected tables (see :func:`compact_storage`).
     """
     started = utcnow()
     with database.unit_of_work() as session:
@@ -423,7 +263,7 @@ def wipe_campaign(
             session, coordination, var_dir, campaign_id, actor, force, reason
         )
         certificate_id = certificate.id
-    body = body | {"storage": compact_storage(database)}
+    body = body | {"storage": compact_storage(database, full=vacuum_full)}
     body |= {"started_at": started.isoformat(), "finished_at": utcnow().isoformat()}
     digest = _complete_certificate(database, certificate_id, body, actor)
     checkpoint_wal(database)
@@ -505,7 +345,7 @@ def wipe_due_campaigns(
         raise ValueError("now must carry a time zone")
     with database.read_only() as session:
         due = campaigns_due(session, now - timedelta(days=settings.grace_days))
-    return _wipe_each(database, coordination, var_dir, due, actor)
+    return _wipe_each(database, coordination, var_dir, due, actor, settings.postgres_vacuum_full)
 
 
 def _wipe_each(
@@ -514,11 +354,15 @@ def _wipe_each(
     var_dir: Path,
     campaign_ids: Sequence[int],
     actor: str,
+    full: bool,
 ) -> list[WipeResult]:
     results = []
     for campaign_id in campaign_ids:
         try:
-            results.append(wipe_campaign(database, coordination, var_dir, campaign_id, actor=actor))
+            result = wipe_campaign(
+                database, coordination, var_dir, campaign_id, actor=actor, vacuum_full=full
+            )
+            results.append(result)
         except DunningError as error:
             log.warning("auto-wipe of campaign %d failed: %s", campaign_id, type(error).__name__)
     return results

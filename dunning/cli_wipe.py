@@ -118,6 +118,7 @@ def wipe_command(
             actor=actor or default_actor(),
             force=force,
             reason=reason,
+            vacuum_full=services.settings.wipe.postgres_vacuum_full,
         )
     if as_json:
         _print_json(

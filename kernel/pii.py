@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,17 @@ class KeyRing:
         key = _derive(self.master_secret, f"digest:{purpose}")
         return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
+    def digester(self, purpose: str) -> Callable[[str], str]:
+        """:meth:`digest` for many values of one purpose, deriving the key only once."""
+        key = _derive(self.master_secret, f"digest:{purpose}")
+        return lambda value: hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
     def _kek(self) -> bytes:
         return _derive(self.master_secret, "key-encryption-key")
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -98,8 +108,23 @@ class PiiCipher:
         return _open(self.data_key, sealed, self._context(field)).decode()
 
     def seal_record(self, record: dict[str, Any], field: str) -> bytes:
-        payload = json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
-        return self.seal_text(payload, field)
+        return self.seal_text(_record_text(record), field)
+
+    def sealer(self, field: str) -> Callable[[str], bytes]:
+        """:meth:`seal_text` for many values of one field (bulk imports): the AES-GCM key
+        schedule and the context are prepared once."""
+        aead, context = AESGCM(self.data_key), self._context(field).encode()
+
+        def seal(value: str) -> bytes:
+            nonce = os.urandom(NONCE_BYTES)
+            return FORMAT_VERSION + nonce + aead.encrypt(nonce, value.encode(), context)
+
+        return seal
+
+    def record_sealer(self, field: str) -> Callable[[dict[str, Any]], bytes]:
+        """:meth:`seal_record` for many records of one field."""
+        seal = self.sealer(field)
+        return lambda record: seal(_record_text(record))
 
     def open_record(self, sealed: bytes, field: str) -> dict[str, Any]:
         loaded = json.loads(self.open_text(sealed, field))

@@ -229,6 +229,9 @@ class WipeSettings(BaseModel):
     auto_wipe_after_export: bool = True
     grace_days: int = Field(default=7, ge=0, le=365)
     cron: str = "30 3 * * *"  # Asia/Tokyo; when the scheduler looks for campaigns due
+    # PostgreSQL: rewrite the affected tables (VACUUM FULL, exclusive locks) instead of VACUUM,
+    # so not even ciphertext under the destroyed key stays in their pages.
+    postgres_vacuum_full: bool = False
 
 
 class Settings(BaseSettings):

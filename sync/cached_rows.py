@@ -77,6 +77,8 @@ class _FieldRules:
         return coded_text(raw, key, self.layout)
 
     def date(self, value: str) -> date:
+        if not self.layout.date_formats:
+            return normalize.parse_date(value)
         text = normalize.normalize_text(value)
         for pattern in self.layout.date_formats:
             try:

@@ -10,13 +10,13 @@ the dialer can re-check a target against the latest list without decrypting anyt
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from itertools import islice
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from kernel import audit
@@ -35,11 +35,13 @@ from kernel.models import (
     Receivable,
 )
 from kernel.pii import KeyRing, PiiCipher
+from sync.bulk import BulkInsert, reserve_ids
 from sync.eligibility import choose_channel
 from sync.merge import PersonGroup
 from sync.rows import PhoneEntry, person_key
 
 CHUNK = 1000
+BULK_CHUNK = 10_000
 INT32_MAX = 2_147_483_647
 T = TypeVar("T")
 
@@ -99,12 +101,13 @@ def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
 
 def person_digest(keyring: KeyRing) -> Callable[[str], str]:
     """``Person.ref_digest`` and ``ExclusionEntry.ref_digest`` of a 宛名番号 (padding ignored)."""
-    return lambda atena_no: keyring.digest("person", person_key(atena_no))
+    digest = keyring.digester("person")
+    return lambda atena_no: digest(person_key(atena_no))
 
 
 def phone_digest(keyring: KeyRing) -> Callable[[str], str]:
-    """A cached digest of E.164 numbers (households repeat numbers; HKDF is not free)."""
-    return functools.lru_cache(maxsize=65_536)(functools.partial(keyring.digest, "phone"))
+    """A cached digest of E.164 numbers (households repeat numbers)."""
+    return functools.lru_cache(maxsize=65_536)(keyring.digester("phone"))
 
 
 def open_campaign(
@@ -187,70 +190,68 @@ def finish_batch(session: Session, batch: ImportBatch, summary: dict[str, Any], 
     )
 
 
-def _person_row(
-    target: Target, campaign_id: int, batch_id: int, cipher: PiiCipher
-) -> dict[str, Any]:
-    person = target.group.person
-    record = {
-        "atena_no": person.atena_no,
-        "name": person.name,
-        "name_kana": person.name_kana,
-        "birth_date": person.birth_date,
-        "gender": person.gender,
-        "postal_code": person.postal_code,
-        "address": person.address,
-        "language": person.language,
-    }
-    return {
-        "campaign_id": campaign_id,
-        "import_id": batch_id,
-        "ref_digest": target.ref_digest,
-        "sealed_pii": cipher.seal_record(record, "pii"),
-        "has_kana": person.name_kana is not None,
-        "language": person.language,
-        "channel": target.channel,
-        "unpaid_total_yen": min(target.group.unpaid_total_yen, INT32_MAX),
-    }
+PERSON_COLUMNS = (
+    "id", "campaign_id", "import_id", "ref_digest", "sealed_pii", "has_kana", "language",
+    "channel", "unpaid_total_yen",
+)  # fmt: skip
+RECEIVABLE_COLUMNS = (
+    "person_id", "campaign_id", "department", "kind", "fiscal_year", "period",
+    "sealed_notice_number", "due_date", "unpaid_yen", "late_fee_yen", "demand_date",
+    "installment", "account_transfer",
+)  # fmt: skip
+PHONE_COLUMNS = (
+    "person_id", "campaign_id", "position", "sealed_number", "number_digest", "kind",
+    "verified_on", "status", "shared_household",
+)  # fmt: skip
 
 
-def _receivable_rows(
-    target: Target, person_id: int, campaign_id: int, cipher: PiiCipher
-) -> Iterator[dict[str, Any]]:
-    for item in target.group.items.values():
-        notice = item.notice_number
-        yield {
-            "person_id": person_id,
-            "campaign_id": campaign_id,
-            "department": item.department,
-            "kind": item.kind,
-            "fiscal_year": item.fiscal_year,
-            "period": item.period,
-            "sealed_notice_number": cipher.seal_text(notice, "notice_number") if notice else None,
-            "due_date": item.due_date,
-            "unpaid_yen": item.unpaid_yen,
-            "late_fee_yen": item.late_fee_yen,
-            "demand_date": item.demand_date,
-            "installment": item.installment,
-            "account_transfer": item.account_transfer,
+@dataclass
+class _Rows:
+    """Turns targets into the row tuples of persons, receivables and phones, sealing every
+    personal value under the campaign's data key."""
+
+    campaign_id: int
+    batch_id: int
+    seal_pii: Callable[[dict[str, Any]], bytes]
+    seal_notice: Callable[[str], bytes]
+    seal_phone: Callable[[str], bytes]
+
+    def person(self, target: Target, person_id: int) -> tuple[Any, ...]:
+        person = target.group.person
+        record = {
+            "atena_no": person.atena_no,
+            "name": person.name,
+            "name_kana": person.name_kana,
+            "birth_date": person.birth_date,
+            "gender": person.gender,
+            "postal_code": person.postal_code,
+            "address": person.address,
+            "language": person.language,
         }
+        unpaid = min(target.group.unpaid_total_yen, INT32_MAX)
+        return (
+            person_id, self.campaign_id, self.batch_id, target.ref_digest,
+            self.seal_pii(record), person.name_kana is not None, person.language,
+            target.channel, unpaid,
+        )  # fmt: skip
 
+    def receivables(self, target: Target, person_id: int) -> Iterator[tuple[Any, ...]]:
+        for item in target.group.items.values():
+            notice = item.notice_number
+            yield (
+                person_id, self.campaign_id, item.department, item.kind, item.fiscal_year,
+                item.period, self.seal_notice(notice) if notice else None, item.due_date,
+                item.unpaid_yen, item.late_fee_yen, item.demand_date, item.installment,
+                item.account_transfer,
+            )  # fmt: skip
 
-def _phone_rows(
-    target: Target, person_id: int, campaign_id: int, cipher: PiiCipher
-) -> Iterator[dict[str, Any]]:
-    for position, phone in enumerate(target.phones, start=1):
-        assert phone.entry.e164 is not None and phone.entry.kind is not None
-        yield {
-            "person_id": person_id,
-            "campaign_id": campaign_id,
-            "position": position,
-            "sealed_number": cipher.seal_text(phone.entry.e164, "phone"),
-            "number_digest": phone.digest,
-            "kind": phone.entry.kind,
-            "verified_on": phone.entry.verified_on,
-            "status": phone.status,
-            "shared_household": False,
-        }
+    def phones(self, target: Target, person_id: int) -> Iterator[tuple[Any, ...]]:
+        for position, phone in enumerate(target.phones, start=1):
+            assert phone.entry.e164 is not None and phone.entry.kind is not None
+            yield (
+                person_id, self.campaign_id, position, self.seal_phone(phone.entry.e164),
+                phone.digest, phone.entry.kind, phone.entry.verified_on, phone.status, False,
+            )  # fmt: skip
 
 
 def insert_targets(
@@ -261,30 +262,31 @@ def insert_targets(
     batch_id: int,
     cipher: PiiCipher,
 ) -> LoadCounts:
-    """Insert persons (ids returned in order), then their receivables and phones, per chunk."""
+    """Insert persons (with reserved ids), then their receivables and phones, per chunk."""
+    connection = session.connection()
+    tables = (Person.__table__, Receivable.__table__, Phone.__table__)
+    person_table, receivable_table, phone_table = (
+        table for table in tables if isinstance(table, Table)
+    )
+    writers = (
+        BulkInsert(connection, person_table, PERSON_COLUMNS),
+        BulkInsert(connection, receivable_table, RECEIVABLE_COLUMNS),
+        BulkInsert(connection, phone_table, PHONE_COLUMNS),
+    )
+    rows = _Rows(
+        campaign_id,
+        batch_id,
+        cipher.record_sealer("pii"),
+        cipher.sealer("notice_number"),
+        cipher.sealer("phone"),
+    )
     persons = receivables = phones = 0
-    statement = insert(Person).returning(Person.id, sort_by_parameter_order=True)
-    for chunk in chunked(targets):
-        rows = [_person_row(target, campaign_id, batch_id, cipher) for target in chunk]
-        ids: Sequence[int] = session.scalars(statement, rows).all()
-        items = [
-            r
-            for t, i in zip(chunk, ids, strict=True)
-            for r in _receivable_rows(t, i, campaign_id, cipher)
-        ]
-        numbers = [
-            r
-            for t, i in zip(chunk, ids, strict=True)
-            for r in _phone_rows(t, i, campaign_id, cipher)
-        ]
-        session.execute(insert(Receivable), items)
-        if numbers:
-            session.execute(insert(Phone), numbers)
-        persons, receivables, phones = (
-            persons + len(ids),
-            receivables + len(items),
-            phones + len(numbers),
-        )
+    for chunk in chunked(targets, BULK_CHUNK):
+        ids = reserve_ids(connection, person_table, len(chunk))
+        pairs = list(zip(chunk, ids, strict=True))
+        persons += writers[0].insert(rows.person(t, i) for t, i in pairs)
+        receivables += writers[1].insert(r for t, i in pairs for r in rows.receivables(t, i))
+        phones += writers[2].insert(r for t, i in pairs for r in rows.phones(t, i))
     return LoadCounts(persons, receivables, phones, flag_households(session, campaign_id))
 
 

@@ -124,6 +124,8 @@ def normalize_text(value: str) -> str:
     The katakana prolonged sound mark ー (and half-width ｰ) becomes '-' only between two
     ASCII letters or digits (``090ー1234``); inside kana words (``コーヒー``) it is kept.
     """
+    if value.isascii() and value.isalnum():
+        return value  # nothing to fold, trim or rewrite (codes, numbers: the common case)
     text = unicodedata.normalize("NFKC", value.translate(_INVISIBLE))
     text = " ".join(text.split())
     text = _PROLONGED_BETWEEN_ASCII.sub("-", text)
@@ -374,11 +376,11 @@ _NOT_VALID = "は有効な電話番号ではありません(桁数や局番を�
 #: 0 + a national number of 9 or 10 digits that does not start with 0 (how nearly every
 #: Japanese number is written). JP's metadata in phonenumbers decides the type and validity
 #: of such a number from its leading digits and its length alone (each pattern is a prefix
-#: of at most five constrained digits followed by free digits), so the verdict is computed
-#: by phonenumbers once per (first six digits, length) and reused; the test suite checks
+#: of at most three constrained digits followed by free digits), so the verdict is computed
+#: by phonenumbers once per (first four digits, length) and reused; the test suite checks
 #: the shortcut against phonenumbers on random numbers of every prefix.
 _NATIONAL_DIALLING = re.compile(r"0[1-9][0-9]{8,9}")
-_VERDICT_PREFIX = 6
+_VERDICT_PREFIX = 4
 _Verdict = PhoneKind | _Failure
 _verdicts: dict[tuple[str, int], _Verdict] = {}
 

@@ -165,7 +165,11 @@ class NeedleSet:
             self.add(text_needles("phone", phone_spellings(number)))
 
     def unique(self) -> list[Needle]:
-        return list({needle.data: needle for needle in self.needles}.values())
+        """One needle per byte string (the first kind that produced it names it)."""
+        first: dict[bytes, Needle] = {}
+        for needle in self.needles:
+            first.setdefault(needle.data, needle)
+        return list(first.values())
 
 
 def _date(value: object) -> date:

@@ -35,7 +35,10 @@ Defects of the ``asterisk-ami`` package (0.1.7) guarded here:
   ``traceback``: an exception in a response callback becomes a ``NameError`` that kills the
   listener thread. We never pass callbacks (we wait on the future instead), our event
   listener never lets an exception escape, and every call into the package is wrapped so any
-  exception (``NameError``, ``OSError``, ...) becomes :class:`AmiUnavailable` at our boundary.
+  exception (``NameError``, ``OSError``, ...) becomes :class:`AmiUnavailable` at our boundary;
+* ``disconnect()`` only closes the socket, which does not wake the listener blocked in
+  ``recv``; we shut the socket down first so the thread ends at once;
+* it wakes waiters with the deprecated ``Condition.notifyAll()``; that warning is filtered.
 
 After a reconnect, calls that were in flight when the link dropped are reconciled against
 ``CoreShowChannels``: a channel Asterisk no longer has gets its final status.
@@ -45,7 +48,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,7 +58,10 @@ from typing import TYPE_CHECKING, Any
 
 from asterisk.ami import Action as AmiAction
 from asterisk.ami import AMIClient
+from sqlalchemy import select
 
+from dialer.carriers.fastagi import FastAgiServer
+from dialer.carriers.tts import PromptStore
 from dialer.ports import (
     CallEvent,
     CallEventSink,
@@ -66,13 +74,19 @@ from dialer.ports import (
     SmsRequest,
     SmsStatusEvent,
 )
+from kernel.db import Database
 from kernel.errors import DunningError
-from kernel.settings import AsteriskSettings
+from kernel.models import Attempt
+from kernel.settings import AsteriskSettings, Settings
 
 if TYPE_CHECKING:
     from ivr_scripts.actions import Action
 
 log = logging.getLogger(__name__)
+# The package wakes response waiters with Condition.notifyAll(), deprecated since 3.10.
+warnings.filterwarnings(
+    "ignore", r"notifyAll\(\) is deprecated", DeprecationWarning, r"asterisk\.ami"
+)
 
 CARRIER = "asterisk"
 CHANNEL_PREFIX = "dun-"
@@ -151,6 +165,8 @@ class CallLedger:
     events for one call meet here and reach the real sink in order, one at a time.
     """
 
+    max_tracked = 50_000
+
     def __init__(self, sink: CallEventSink) -> None:
         self._sink = sink
         self._calls: dict[str, TrackedCall] = {}
@@ -158,7 +174,15 @@ class CallLedger:
 
     def track(self, carrier_ref: str, attempt_key: str, generation: int) -> None:
         with self._lock:
+            if len(self._calls) >= self.max_tracked:
+                self._forget_ended()
             self._calls.setdefault(carrier_ref, TrackedCall(attempt_key, generation))
+
+    def _forget_ended(self) -> None:
+        """Drop the older half of the ended calls (dicts keep insertion order)."""
+        ended = [ref for ref, call in self._calls.items() if call.final]
+        for ref in ended[: max(1, len(ended) // 2)]:
+            del self._calls[ref]
 
     def get(self, carrier_ref: str) -> TrackedCall | None:
         with self._lock:
@@ -327,6 +351,12 @@ class AmiLink:
 
     @staticmethod
     def _quietly_disconnect(client: Any) -> None:
+        """Shut the socket down first: a plain close does not wake the listener's recv."""
+        try:
+            if client._socket is not None:
+                client._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             if client.finished is not None:
                 client.disconnect()
@@ -407,6 +437,11 @@ class AsteriskCarrier:
             "DUNNING_AMD": "1" if request.detect_machine else "0",
             "DUNNING_AGI": f"agi://{settings.agi_host}:{settings.agi_port}/dunning",
         }
+        known = self.ledger.get(ref)
+        if known is not None:  # the same attempt again: never a second channel
+            if known.final:
+                return CallHandle(False, CARRIER, ref, "duplicate-attempt", "call already ended")
+            return CallHandle(accepted=True, carrier=CARRIER, carrier_ref=ref)
         self.ledger.track(ref, request.idempotency_key, self._link.generation)
         try:
             response = self._link.send("Originate", keys, variables)
@@ -536,3 +571,52 @@ class AsteriskCarrier:
             else:
                 status = unanswered_status(None, call.hangup_cause)
             self._deliver(ref, status, {"event": "reconciled", "reason": "channel-gone"})
+
+
+def attempt_campaigns(database: Database) -> Callable[[str], int | None]:
+    """The campaign of an attempt key (the FastAGI server files prompts per campaign)."""
+
+    def campaign_of(attempt_key: str) -> int | None:
+        with database.read_only() as session:
+            query = select(Attempt.campaign_id).where(Attempt.idempotency_key == attempt_key)
+            return session.scalar(query)
+
+    return campaign_of
+
+
+@dataclass
+class AsteriskStack:
+    """The carrier and its FastAGI server, started and stopped together."""
+
+    carrier: AsteriskCarrier
+    agi: FastAgiServer
+
+    def start(self) -> AsteriskStack:
+        self.agi.start()
+        try:
+            self.carrier.start()
+        except Exception:
+            self.agi.stop()
+            raise
+        return self
+
+    def close(self) -> None:
+        self.carrier.close()
+        self.agi.stop()
+
+
+def build_asterisk(settings: Settings, sink: CallEventSink, database: Database) -> AsteriskStack:
+    """Wire the Asterisk carrier from settings: AMI carrier, TTS prompts, FastAGI server."""
+    ast = settings.asterisk
+    carrier = AsteriskCarrier(ast, sink)
+    prompts = PromptStore(settings.var_dir, ast.tts_command, ast.tts_voice, ast.tts_timeout_seconds)
+    agi = FastAgiServer(
+        carrier.ledger,
+        prompts,
+        attempt_campaigns(database),
+        host=ast.agi_host,
+        port=ast.agi_port,
+        operator_dial=ast.operator_dial,
+        fallback_prompt=ast.fallback_prompt,
+    )
+    return AsteriskStack(carrier, agi)

@@ -236,12 +236,26 @@ class FastAgiServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening, end the sessions still running, and stop the loop's thread."""
         loop = self._loop
-        if loop is not None and self._server is not None:
-            loop.call_soon_threadsafe(self._server.close)
+        if loop is not None and self._server is not None and loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            try:
+                done.result(timeout=5)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("FastAGI sessions did not end in time")
             loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        current = asyncio.current_task()
+        sessions = [task for task in asyncio.all_tasks() if task is not current]
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
 
     def __enter__(self) -> FastAgiServer:
         return self.start()

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from dialer.carriers.asterisk import AsteriskCarrier, channel_id_for
 from dialer.carriers.fastagi import FastAgiServer
 from dialer.carriers.tts import PromptStore
@@ -93,9 +95,14 @@ class AsteriskHarness:
         deadline = time.monotonic() + 5
         while len(self.ami.call_threads) == started and time.monotonic() < deadline:
             time.sleep(0.005)
+        sessions = self.agi.sessions_finished
         for thread in self.ami.call_threads[started:]:
             thread.join(timeout=15)
         self.wait_until_final(channel_id_for(request.idempotency_key))
+        if script.answer not in UNANSWERED:  # let our side of the AGI session finish too
+            deadline = time.monotonic() + 10
+            while self.agi.sessions_finished == sessions and time.monotonic() < deadline:
+                time.sleep(0.005)
 
     def wait_until_final(self, ref: str, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -112,7 +119,9 @@ class AsteriskHarness:
             self.ami.end_unanswered(channel, reason, cause)
             return
         self.ami.answer(channel)
-        self.transcripts.append(self.agi_session(channel, script.answer.upper(), keypad_for(script)).run())
+        self.transcripts.append(
+            self.agi_session(channel, script.answer.upper(), keypad_for(script)).run()
+        )
         self.ami.hang_up_channel(channel, 16)
 
     def agi_session(self, channel: FakeChannel, amd: str, keypad: list[str]) -> FakeAsteriskAgi:
@@ -124,6 +133,7 @@ class AsteriskHarness:
             variables=channel.originate.variables,
             args=(amd,),
             keypad=keypad,
+            on_keypress=lambda digits: self.ami.dtmf(channel, digits),
         )
 
 
@@ -131,7 +141,7 @@ def harness_settings(ami: FakeAmiServer, agi_port: int) -> AsteriskSettings:
     return AsteriskSettings(
         ami_port=ami.port,
         ami_username=ami.username,
-        ami_secret=ami.secret,  # type: ignore[arg-type]
+        ami_secret=SecretStr(ami.secret),
         agi_port=agi_port,
         ami_read_timeout_seconds=5.0,
         ami_keepalive_seconds=1.0,

@@ -29,6 +29,13 @@ from tests.contract.scenarios import SCENARIOS, ResidentScript
 from tests.contract.seed import CALLER_ID, MASTER_SECRET, RESIDENT_E164, Seeded, seed_campaign
 
 HARNESSES = ("simulator", "twilio", "asterisk")
+# Known gaps, as (harness, scenario): strict, so a fix shows up as an unexpected pass.
+KNOWN_GAPS = {
+    ("twilio", "answering machine"): (
+        "async AMD: Twilio's machine verdict arrives after the flow started, and the shared "
+        "mapping (dialer.call_events) and the engine ignore a machine verdict mid-flow"
+    ),
+}
 
 
 def _load(name: str) -> ModuleType | BaseException | None:
@@ -100,7 +107,11 @@ def test_scenario_outcome_is_the_same_on_every_carrier(
     sqlite_database: Database,
     keyring: KeyRing,
     seeded: Seeded,
+    request: pytest.FixtureRequest,
 ) -> None:
+    gap = KNOWN_GAPS.get((harness_module.__name__.rsplit("_", 1)[-1], script.name))
+    if gap is not None:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=gap))
     coordination = LocalCoordination()
     settings = load_settings(environment="demo", database_url=sqlite_database.url)
     sink = CallSession(sqlite_database, coordination, keyring, settings)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 TIMEOUT = "<timeout>"
@@ -53,6 +53,7 @@ class FakeAsteriskAgi:
         dial_status: str = "ANSWER",
         replies: Mapping[int, str] | None = None,
         hang_up_at_command: int | None = None,
+        on_keypress: Callable[[str], None] | None = None,
     ) -> None:
         self.address = (host, port)
         self.uniqueid = uniqueid
@@ -63,6 +64,7 @@ class FakeAsteriskAgi:
         self.dial_status = dial_status
         self.replies = dict(replies or {})
         self.hang_up_at_command = hang_up_at_command
+        self.on_keypress = on_keypress
         self.hangup_requested = threading.Event()
         self.transcript = AgiTranscript()
 
@@ -160,4 +162,6 @@ class FakeAsteriskAgi:
             return HANG_UP
         if answer == TIMEOUT:
             return "200 result= (timeout)\n"
+        if self.on_keypress is not None:
+            self.on_keypress(answer)
         return f"200 result={answer}\n"

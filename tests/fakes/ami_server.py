@@ -282,7 +282,12 @@ class FakeAmiServer:
         self, session: AmiSession, packet: Packet, ids: list[tuple[str, str]]
     ) -> None:
         session.send(
-            [("Response", "Success"), *ids, ("EventList", "start"), ("Message", "Channels will follow")]
+            [
+                ("Response", "Success"),
+                *ids,
+                ("EventList", "start"),
+                ("Message", "Channels will follow"),
+            ]
         )
         listed = list(self.channels.values())
         for channel in listed:
@@ -337,6 +342,17 @@ class FakeAmiServer:
                 ("CallerIDName", "<unknown>"),
             ],
         )
+
+    def dtmf(self, channel: FakeChannel, digits: str) -> None:
+        """``DTMFEnd`` per key, as Asterisk reports keys the far end pressed."""
+        for digit in digits:
+            self.channel_event(
+                "DTMFEnd",
+                channel,
+                ("Digit", digit),
+                ("DurationMs", "120"),
+                ("Direction", "Received"),
+            )
 
     def answer(self, channel: FakeChannel) -> None:
         """Newchannel, ringing, Up, OriginateResponse Success (Reason 4)."""

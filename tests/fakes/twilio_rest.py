@@ -356,6 +356,7 @@ class FakeTwilio:
             "ListCall": self._list_calls,
             "CreateMessage": self._create_message,
             "FetchMessage": self._fetch_message,
+            "UpdateMessage": self._update_message,
             "ListMessage": self._list_messages,
         }
         handler = handlers.get(operation_id)
@@ -439,6 +440,19 @@ class FakeTwilio:
         message = self.messages.get(path["Sid"])
         if message is None:
             raise TwilioError(404, 20404, "The requested resource was not found")
+        return 200, self._message_json(message)
+
+    def _update_message(
+        self, path: Mapping[str, str], params: Params
+    ) -> tuple[int, dict[str, Any]]:
+        message = self.messages.get(path["Sid"])
+        if message is None:
+            raise TwilioError(404, 20404, "The requested resource was not found")
+        with self._lock:
+            if "Body" in params:  # an empty Body redacts the text
+                message.params["Body"] = params["Body"]
+            if "Status" in params:
+                message.status = params["Status"][0]
         return 200, self._message_json(message)
 
     def _list_messages(self, path: Mapping[str, str], params: Params) -> tuple[int, dict[str, Any]]:

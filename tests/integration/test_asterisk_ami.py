@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 
 from dialer.carriers.asterisk import (
     AmiLoginError,
     AsteriskCarrier,
+    CallLedger,
     channel_id_for,
     dial_channel,
     unanswered_status,
@@ -23,6 +25,8 @@ from tests.contract.harness_asterisk import AsteriskHarness, harness_settings, o
 from tests.contract.scenarios import SCENARIOS, context
 from tests.fakes.ami_server import FakeAmiServer, FakeChannel
 from tests.fakes.memory_sink import MemorySink
+
+pytestmark = pytest.mark.filterwarnings("ignore:notifyAll:DeprecationWarning")
 
 PHONE = "+819012345678"
 SECTION = "+81120000000"
@@ -112,10 +116,21 @@ def test_originate_action_is_async_with_channel_id_and_no_personal_variables(
     assert "9012345678" not in values and "ヤマダ" not in values
 
 
-def test_a_repeated_originate_is_refused(carrier: AsteriskCarrier) -> None:
-    assert carrier.place_call(request("same")).accepted
+def test_placing_the_same_attempt_twice_makes_one_channel(
+    ami: FakeAmiServer, carrier: AsteriskCarrier
+) -> None:
+    first = carrier.place_call(request("same"))
     again = carrier.place_call(request("same"))
-    assert not again.accepted and again.error_code == "originate-error"
+    assert again == first and first.accepted
+    assert [p.get("Action") for p in ami.actions].count("Originate") == 1
+
+
+def test_originate_refused_by_asterisk(ami: FakeAmiServer, carrier: AsteriskCarrier) -> None:
+    ref = channel_id_for("left-over")
+    ami.channels[ref] = FakeChannel(ref, "PJSIP/trunk-000000ff", ami.actions[0])
+    handle = carrier.place_call(request("left-over"))
+    assert (handle.accepted, handle.error_code) == (False, "originate-error")
+    assert carrier.place_call(request("left-over")).error_code == "duplicate-attempt"
 
 
 @pytest.mark.parametrize(
@@ -183,11 +198,9 @@ def test_hang_up_before_answer_is_canceled(
     assert hangup.get("Channel") == ref
 
 
-def test_active_calls_lists_only_our_channels(
-    ami: FakeAmiServer, carrier: AsteriskCarrier
-) -> None:
+def test_active_calls_lists_only_our_channels(ami: FakeAmiServer, carrier: AsteriskCarrier) -> None:
     hold = threading.Event()
-    ami.behaviour = lambda server, channel: hold.wait(10)
+    ami.behaviour = lambda server, channel: None if hold.wait(10) else None
     ref = carrier.place_call(request("in-flight")).carrier_ref
     other = FakeChannel("1732500000.99", "PJSIP/desk-00000009", ami.actions[-1])
     ami.channels[other.uniqueid] = other
@@ -219,7 +232,9 @@ def test_link_lost_mid_call_reconnects_and_reconciles(
     answered.clear()
     still_up = carrier.place_call(request("survives")).carrier_ref or ""
     assert answered.wait(5)
-    wait_for(lambda: carrier.ledger.get(still_up) is not None and carrier.ledger.get(still_up).answered)  # type: ignore[union-attr]
+    tracked = carrier.ledger.get(still_up)
+    assert tracked is not None
+    wait_for(lambda: tracked.answered)
 
     ami.refuse_logins = True
     ami.drop_connections()
@@ -309,3 +324,15 @@ def test_pure_mappings() -> None:
     assert len(channel_id_for("a")) <= 64
     assert unanswered_status(None, None) is CallStatus.FAILED
     assert unanswered_status(0, 16) is CallStatus.FAILED
+
+
+def test_the_ledger_forgets_ended_calls_not_open_ones() -> None:
+    ledger = CallLedger(EventLog())
+    ledger.max_tracked = 4
+    for number in range(4):
+        ledger.track(f"r{number}", f"k{number}", 1)
+    ledger.on_call_event(CallEvent("r0", datetime.now(UTC), status=CallStatus.BUSY))
+    ledger.on_call_event(CallEvent("r1", datetime.now(UTC), status=CallStatus.BUSY))
+    ledger.track("r4", "k4", 1)
+    assert ledger.get("r0") is None and ledger.get("r1") is not None
+    assert set(ledger.open_calls()) == {"r2", "r3", "r4"}

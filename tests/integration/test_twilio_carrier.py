@@ -267,3 +267,18 @@ def test_the_fake_accepts_a_valid_request_and_can_be_fetched(fake: FakeTwilio) -
         fetched = client.get(f"/2010-04-01/Accounts/{fake.account_sid}/Calls/{sid}.json")
     assert fetched.status_code == 200 and fetched.json()["status"] == "queued"
     assert fake.violations == []
+
+
+def test_the_fake_plays_messages_fetch_update_and_list(
+    fake: FakeTwilio, carrier: TwilioCarrier
+) -> None:
+    sid = carrier.send_sms(SmsRequest(6, "sms-6-1", PHONE, "KAKUSHI", "本文")).carrier_ref
+    messages = f"/2010-04-01/Accounts/{fake.account_sid}/Messages"
+    with rest(fake) as client:
+        assert client.get(f"{messages}/{sid}.json").json()["status"] == "queued"
+        redacted = client.post(f"{messages}/{sid}.json", data={"Body": ""})
+        bad_status = client.post(f"{messages}/{sid}.json", data={"Status": "delivered"})
+        listed = client.get(f"{messages}.json").json()["messages"]
+    assert redacted.status_code == 200 and redacted.json()["body"] == ""
+    assert bad_status.status_code == 400 and "Status" in bad_status.json()["message"]
+    assert [row["sid"] for row in listed] == [sid]

@@ -74,7 +74,8 @@ class Twilio:
             headers["X-Twilio-Signature"] = signature
         if token:
             headers["I-Twilio-Idempotency-Token"] = token
-        return self.client.post(path, data=params, headers=headers)
+        response: httpx.Response = self.client.post(path, data=params, headers=headers)
+        return response
 
 
 def call_params(**extra: str) -> dict[str, str]:

@@ -239,9 +239,7 @@ def test_wipe_refuses_a_campaign_whose_results_were_not_exported(
     with pytest.raises(Conflict, match="export"):
         wipe_campaign(database, coordination, var_dir, loaded.campaign_id, actor="cli")
     with pytest.raises(InvalidInput, match="--reason"):
-        wipe_campaign(
-            database, coordination, var_dir, loaded.campaign_id, actor="cli", force=True
-        )
+        wipe_campaign(database, coordination, var_dir, loaded.campaign_id, actor="cli", force=True)
     assert count(database, Person, loaded.campaign_id) == loaded.persons
     assert (var_dir / "tts" / f"campaign-{loaded.campaign_id}" / "prompt.wav").exists()
     assert coordination.get_state(f"ivr:{loaded.campaign_id}:CA1") is not None
@@ -311,9 +309,7 @@ def test_an_altered_certificate_is_detected(
     loaded = load_campaign(database, tmp_path / "in", persons=5)
     add_activity(database, loaded.campaign_id, CampaignStatus.COMPLETED)
     export(database, loaded.campaign_id, var_dir)
-    result = wipe_campaign(
-        database, LocalCoordination(), var_dir, loaded.campaign_id, actor="cli"
-    )
+    result = wipe_campaign(database, LocalCoordination(), var_dir, loaded.campaign_id, actor="cli")
     altered = result.body | {"erased": result.body["erased"] | {"persons": 0}}
     with database.unit_of_work() as session:
         session.execute(
@@ -335,9 +331,7 @@ def test_symlinks_in_campaign_folders_are_removed_not_followed(
     folder = var_dir / "letters" / f"campaign-{loaded.campaign_id}"
     folder.mkdir(parents=True)
     (folder / "link.txt").symlink_to(outside)
-    result = wipe_campaign(
-        database, LocalCoordination(), var_dir, loaded.campaign_id, actor="cli"
-    )
+    result = wipe_campaign(database, LocalCoordination(), var_dir, loaded.campaign_id, actor="cli")
     assert result.body["erased"]["letter_files"] == 1
     assert not folder.exists() and outside.read_text(encoding="utf-8") == "keep me"
 
@@ -467,7 +461,9 @@ def test_cli_wipe_and_certificate(
         assert shown.exit_code == 0, shown.output
         assert "データ消去証明書" in shown.output and printed["sha256"] in shown.output
         assert "一致" in shown.output
-        as_json = json.loads(runner.invoke(app, ["certificate", str(loaded.campaign_id), "--json"]).output)
+        as_json = json.loads(
+            runner.invoke(app, ["certificate", str(loaded.campaign_id), "--json"]).output
+        )
         assert as_json["intact"] is True and as_json["sha256"] == printed["sha256"]
     finally:
         get_settings.cache_clear()

@@ -1,0 +1,264 @@
+"""``dunning campaign`` (create, list, show, ready, start, pause, resume, close) and the
+``dunning worker`` command that runs only the dialer."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dialer import campaigns
+from dialer.clock import Clock, SystemClock
+from dialer.ports import Carrier
+from dialer.scheduler import build_dialer, build_scheduler, dialer_jobs
+from dialer.sms import load_catalog
+from dunning.wiring import Services, build_services, configure_logging
+from kernel.calendar import TOKYO
+from kernel.settings import PROJECT_ROOT, get_settings
+from sync.importer import import_file
+
+campaign_app = typer.Typer(
+    help="催告: campaigns (create from an import, plan, start, pause, resume, close).",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+ACTOR = "cli"
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+CampaignId = Annotated[int, typer.Argument(help="Campaign id (see `dunning campaign list`).")]
+
+CHANNEL_JA = {"ivr": "自動音声", "sms": "SMS", "operator": "オペレータ", "letter": "文書"}
+STATUS_JA = {
+    "scheduled": "予定",
+    "claimed": "確保",
+    "in_progress": "通話中",
+    "completed": "完了",
+    "refused": "送信不可",
+    "cancelled": "取消",
+}
+
+
+@contextmanager
+def _services() -> Iterator[Services]:
+    services = build_services(get_settings())
+    configure_logging(services.settings.log_level)
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@campaign_app.command("create")
+def create(
+    path: Annotated[Path, typer.Argument(help="The arrears export (CSV/TSV/fixed-width).")],
+    name: Annotated[str | None, typer.Option(help="Campaign name (催告名).")] = None,
+    layout: Annotated[str | None, typer.Option(help="Column layout name or file.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="基準日 YYYY-MM-DD (default today).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a draft campaign from an arrears export (the sync import)."""
+    with _services() as svc:
+        summary = import_file(
+            svc.database,
+            svc.keyring,
+            svc.settings.sync,
+            path,
+            layout=layout,
+            as_of=date.fromisoformat(as_of) if as_of else None,
+            campaign_name=name,
+            actor=ACTOR,
+        )
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+        return
+    if summary.already_imported:
+        out.print(f"取込済み: 催告 #{summary.campaign_id} に同じ内容が取り込まれています。")
+        return
+    cid = summary.campaign_id
+    out.print(
+        f"催告 #{cid} を下書きで作成しました: 対象者 {summary.persons_loaded:,} 人、"
+        f"不備 {summary.rows_rejected:,} 行。次に `dunning campaign ready {cid}`。"
+    )
+
+
+@campaign_app.command("list")
+def list_(as_json: JsonOption = False) -> None:
+    """All campaigns with their status and attempt counts."""
+    with _services() as svc, svc.database.read_only() as session:
+        rows = campaigns.list_campaigns(session)
+    if as_json:
+        data = [
+            {**row.__dict__, "status": row.status.value, "status_ja": row.status_ja} for row in rows
+        ]
+        typer.echo(json.dumps(data, ensure_ascii=False))
+        return
+    table = Table(title="催告一覧")
+    for column in ("番号", "名称", "状態", "対象者", "未了", "完了"):
+        table.add_column(
+            column, justify="right" if column in ("対象者", "未了", "完了") else "left"
+        )
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.name,
+            row.status_ja,
+            f"{row.targets:,}",
+            f"{row.attempts_open:,}",
+            f"{row.attempts_done:,}",
+        )
+    out.print(table)
+
+
+@campaign_app.command("show")
+def show(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
+    """One campaign: status, dates, attempts by channel and status, refusals by reason."""
+    with _services() as svc, svc.database.read_only() as session:
+        campaign = campaigns.get_campaign(session, campaign_id)
+        view = campaigns.overview(session, campaign)
+        counts = campaigns.attempt_counts(session, campaign_id)
+        dates = {
+            key: (value.astimezone(TOKYO).isoformat(timespec="minutes") if value else None)
+            for key, value in (
+                ("created_at", campaign.created_at),
+                ("started_at", campaign.started_at),
+                ("completed_at", campaign.completed_at),
+            )
+        }
+    if as_json:
+        data = {**view.__dict__, "status": view.status.value, **dates, "attempts": counts}
+        typer.echo(json.dumps(data, ensure_ascii=False))
+        return
+    out.print(f"催告 #{view.id} {view.name}: {view.status_ja} / 対象者 {view.targets:,} 人")
+    out.print(f"作成 {dates['created_at']}  開始 {dates['started_at'] or '-'}")
+    refusals = counts.pop("refused_by_reason", {})
+    table = Table(title="接触の状況")
+    table.add_column("経路")
+    for status_ja in STATUS_JA.values():
+        table.add_column(status_ja, justify="right")
+    for channel, by_status in sorted(counts.items()):
+        cells = [f"{by_status.get(status, 0):,}" for status in STATUS_JA]
+        table.add_row(CHANNEL_JA.get(channel, channel), *cells)
+    out.print(table)
+    if refusals:
+        out.print("送信不可の理由: " + "、".join(f"{k} {v:,}" for k, v in sorted(refusals.items())))
+
+
+@campaign_app.command("ready")
+def ready(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
+    """draft -> ready: plan every target's first contact inside the calling window."""
+    with _services() as svc, svc.database.unit_of_work() as session:
+        created = campaigns.prepare(session, campaign_id, svc.calling_window, _now(), ACTOR)
+    _report(as_json, campaign_id, "ready", {"attempts": created}, f"初回接触 {created:,} 件を計画")
+
+
+def _transition(verb: str, label: str) -> Callable[[int, bool], None]:
+    def run(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
+        with _services() as svc, svc.database.unit_of_work() as session:
+            campaign = campaigns.command(session, campaign_id, verb, ACTOR)
+            status = campaign.status
+        _report(as_json, campaign_id, status.value, {}, label)
+
+    run.__doc__ = f"{verb} the campaign ({label})."
+    return run
+
+
+campaign_app.command("start")(_transition("start", "発信を開始しました"))
+campaign_app.command("pause")(_transition("pause", "発信を一時停止しました"))
+campaign_app.command("resume")(_transition("resume", "発信を再開しました"))
+
+
+@campaign_app.command("close")
+def close(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
+    """running/paused -> completed: what is still only scheduled is cancelled."""
+    with _services() as svc, svc.database.unit_of_work() as session:
+        cancelled = campaigns.close(session, campaign_id, ACTOR)
+    label = f"完了にしました (未実施 {cancelled:,} 件を取消)"
+    _report(as_json, campaign_id, "completed", {"cancelled": cancelled}, label)
+
+
+def _report(as_json: bool, campaign_id: int, status: str, extra: dict[str, int], ja: str) -> None:
+    if as_json:
+        typer.echo(json.dumps({"campaign_id": campaign_id, "status": status, **extra}))
+    else:
+        out.print(f"催告 #{campaign_id}: {ja}")
+
+
+# --------------------------------------------------------------------------- the worker
+
+CarrierFactory = Callable[[Services, Clock], Carrier]
+
+
+def default_carrier(services: Services, clock: Clock) -> Carrier:
+    """The embedded simulator with the call-session service as its sink (the default)."""
+    from dialer.call_session import CallSession
+    from dialer.simulator import SimulatedCarrier
+
+    if services.settings.carrier != "simulator":
+        raise typer.BadParameter(
+            f"carrier {services.settings.carrier!r} needs dunning.wiring.build_carrier"
+        )
+    sink = CallSession(
+        services.database, services.coordination, services.keyring, services.settings, clock=clock
+    )
+    carrier = SimulatedCarrier(sink, clock=clock, seed=services.settings.simulator.seed)
+    carrier.start()
+    return carrier
+
+
+def _carrier_factory() -> CarrierFactory:
+    from dunning import wiring
+
+    factory: CarrierFactory | None = getattr(wiring, "build_carrier", None)
+    return factory or default_carrier
+
+
+def worker(
+    worker_name: Annotated[
+        str | None, typer.Option("--name", help="Worker id shown in claimed attempts.")
+    ] = None,
+) -> None:
+    """Run only the dialer (calls, SMS, reconciliation, completion) until interrupted.
+
+    Several workers on several machines share campaigns through PostgreSQL and Redis."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with _services() as svc:
+        clock: Clock = SystemClock()
+        carrier = _carrier_factory()(svc, clock)
+        catalog = load_catalog(
+            PROJECT_ROOT / "config" / "sms_templates.toml", svc.settings.municipality
+        )
+        runtime = build_dialer(
+            svc.settings,
+            svc.database,
+            svc.coordination,
+            svc.keyring,
+            carrier,
+            clock,
+            catalog,
+            worker=worker_name,
+        )
+        scheduler = build_scheduler(dialer_jobs(runtime, svc.settings.dialer.tick_seconds))
+        scheduler.start()
+        err.print(f"dialer worker {runtime.calls.config.worker_id} 稼働中 (Ctrl-C で停止)")
+        try:
+            stop.wait()
+        finally:
+            scheduler.shutdown(wait=True)
+            stopper = getattr(carrier, "stop", None)
+            if callable(stopper):
+                stopper()
