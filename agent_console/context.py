@@ -30,6 +30,6 @@ class ConsoleContext:
         return self.clock.now()
 
 
-def console_context(request: Request) -> ConsoleContext:
+async def console_context(request: Request) -> ConsoleContext:
     ctx: ConsoleContext = request.app.state.ctx
     return ctx

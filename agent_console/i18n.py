@@ -66,6 +66,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "op.resume": ("対応中の対象者に戻る", "Back to the current target"),
     "op.saved": ("通話記録を保存しました。", "Call record saved."),
     "op.empty": ("いま架電できる対象者はいません。", "No target to call right now."),
+    "op.refused.outside_window": (
+        "架電できる時間帯ではありません(架電時間・休日の設定)。着信対応はできます。",
+        "Outside the calling window (hours, holidays). Inbound calls can still be taken.",
+    ),
+    "op.refused.exclusion_list_missing": (
+        "除外者リスト(支援措置対象者)が取り込まれていないため架電できません。",
+        "No exclusion list (DV protection) has been loaded: calls are stopped.",
+    ),
+    "op.refused.exclusion_list_stale": (
+        "除外者リストが古いため架電を停止しています。最新のリストを取り込んでください。",
+        "The exclusion list is too old: calls are stopped until a fresh one is loaded.",
+    ),
     "op.inbound": ("着信対応(住民からの電話)", "Inbound call"),
     "op.inbound.hint": (
         "着信番号または宛名番号で検索します。検索は記録されます。",

@@ -30,11 +30,12 @@ from dialer.operator_work import (
 from dialer.ports import CallRequest
 from kernel import audit
 from kernel.calendar import TOKYO
-from kernel.errors import Conflict, InvalidInput
+from kernel.errors import Conflict, Forbidden, InvalidInput
 from kernel.models import Role
 
 router = APIRouter(prefix="/operator")
 Ctx = Annotated[ConsoleContext, Depends(console_context)]
+LOOKUPS_PER_HOUR = 60  # inbound look-ups per operator: enough for calls, too few to browse
 Operator = Annotated[ConsoleUser, Depends(require_roles(Role.OPERATOR))]
 
 
@@ -249,6 +250,11 @@ async def inbound_lookup(
     phone: Annotated[str, Form(max_length=32)] = "",
     atena_no: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
+    if not ctx.coordination.try_acquire_rate(
+        f"inbound-lookup:{user.user_id}", LOOKUPS_PER_HOUR, 3600.0
+    ):
+        raise Forbidden("検索回数の上限に達しました。管理者に連絡してください (R-10)")
+
     def look_up() -> list[InboundMatch]:
         with ctx.database.unit_of_work() as session:
             return find_callers(

@@ -95,8 +95,11 @@ def session_store(request: Request) -> SessionStore:
     return store
 
 
-def current_user(request: Request) -> ConsoleUser:
-    """The signed-in user (TOTP passed where required), or LoginRequired."""
+async def current_user(request: Request) -> ConsoleUser:
+    """The signed-in user (TOTP passed where required), or LoginRequired.
+
+    Async on purpose: a sync dependency would cost a thread-pool hop on every request, more
+    than the session look-up itself (a dict, or one Redis round trip)."""
     session_id = request.cookies.get(COOKIE)
     user = session_store(request).load(session_id) if session_id else None
     if user is None or not user.totp_passed:

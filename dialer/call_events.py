@@ -40,6 +40,8 @@ def to_ivr_event(event: CallEvent, phase: CallPhase) -> ev.Event | None:
         return _answered(event)
     if event.status is not None and event.status.is_final:
         return ev.Hangup()
+    if event.answered_by is AnsweredBy.MACHINE and not _carries_input(event):
+        return ev.CallAnswered(answered_by="machine")  # a late (asynchronous) AMD verdict
     if event.transfer_ok is not None:
         return ev.TransferResult(ok=event.transfer_ok)
     if event.digits:
@@ -50,6 +52,10 @@ def to_ivr_event(event: CallEvent, phase: CallPhase) -> ev.Event | None:
     if event.no_input or event.digits == "" or event.speech is not None:
         return ev.NoInput()
     return None
+
+
+def _carries_input(event: CallEvent) -> bool:
+    return bool(event.digits) or event.speech is not None or event.no_input
 
 
 def _answered(event: CallEvent) -> ev.Event | None:

@@ -13,8 +13,9 @@ Coordination keys (all PII-free):
   process can take the next webhook. The campaign wipe deletes the ``ivr:{campaign_id}:``
   prefix.
 * ``operators:free`` - how many operators can take a transferred call now, as a decimal string.
-  The console puts it (``put_state``) whenever an operator becomes free or busy, at least every
-  :data:`OPERATORS_FREE_TTL_SECONDS`; a missing key means nobody is free. A ``Transfer`` action
+  The console sets it with :func:`set_free_operators` whenever an operator becomes free or busy
+  and at least once a minute (it expires after :data:`OPERATORS_FREE_TTL_SECONDS`); a missing
+  key means nobody is free. A ``Transfer`` action
   takes one operator (decrement under the ``operators:free`` lock).
 
 Repeats are harmless: status repeats and events after the end map to nothing, the attempt is
@@ -48,7 +49,7 @@ from dialer.clock import Clock, SystemClock
 from dialer.ports import CallEvent, InboundSms, SmsStatus, SmsStatusEvent
 from dialer.sms import is_opt_out
 from ivr_scripts import CallContext, Flow, State, load_builtin_flow, step
-from ivr_scripts.events import CallAnswered
+from ivr_scripts.events import CallAnswered, Event
 from ivr_scripts.model import OutcomeCode, ReceivableItem, SecondFactor, TimeBand
 from kernel import audit
 from kernel.aggregates import (
@@ -58,6 +59,7 @@ from kernel.aggregates import (
 )
 from kernel.calendar import TOKYO, CallingWindow
 from kernel.coordination import Coordination
+from kernel.db import Database
 from kernel.errors import DunningError
 from kernel.models import (
     Attempt,
@@ -98,6 +100,11 @@ class CallSessionBusy(DunningError):
 
 def session_key(campaign_id: int, attempt_id: int) -> str:
     return f"ivr:{campaign_id}:{attempt_id}"
+
+
+def set_free_operators(coordination: Coordination, count: int) -> None:
+    """What the console calls when operators become free or busy (and at least every minute)."""
+    coordination.put_state(OPERATORS_FREE_KEY, str(max(0, count)), OPERATORS_FREE_TTL_SECONDS)
 
 
 # ------------------------------------------------------------------ the PII-free session record
@@ -179,7 +186,7 @@ class CallSession:
 
     def __init__(
         self,
-        database: Any,
+        database: Database,
         coordination: Coordination,
         keyring: KeyRing,
         settings: Settings,
@@ -283,7 +290,7 @@ class CallSession:
             attempt.status = AttemptStatus.IN_PROGRESS
 
     def _step(
-        self, session: Session, attempt: Attempt, engine: State, ivr_event: Any
+        self, session: Session, attempt: Attempt, engine: State, ivr_event: Event
     ) -> tuple[list[act.Action], State]:
         campaign = session.get(Campaign, attempt.campaign_id)
         context = self._context(session, attempt, campaign) if campaign else None

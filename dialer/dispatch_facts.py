@@ -9,9 +9,10 @@ number, in memory, for the carrier request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -32,7 +33,9 @@ from kernel.models import (
 from kernel.pii import PiiCipher
 
 CipherFor = Callable[[Campaign], PiiCipher]
-CONTACT_STATUSES = (AttemptStatus.COMPLETED, AttemptStatus.IN_PROGRESS, AttemptStatus.CLAIMED)
+T = TypeVar("T", Campaign, Person, Phone)
+#: Contacts made (a claim not yet dialed is not one; a lost call counts from its claim).
+CONTACT_STATUSES = (AttemptStatus.COMPLETED, AttemptStatus.IN_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -69,42 +72,69 @@ def exclusion_as_of(session: Session) -> datetime | None:
 
 
 def gather(session: Session, attempt_id: int, worker_id: str, now: datetime) -> Gathered | None:
-    """The facts for a contact this worker claimed; None if it is no longer ours to make."""
-    attempt = session.get(Attempt, attempt_id)
-    if attempt is None or attempt.status is not AttemptStatus.CLAIMED:
-        return None
-    if attempt.claimed_by != worker_id:
-        return None
-    campaign = session.get(Campaign, attempt.campaign_id)
-    if campaign is None:
-        return None
-    person = session.get(Person, attempt.person_id) if attempt.person_id else None
-    phone = session.get(Phone, attempt.phone_id) if attempt.phone_id else None
+    """The facts for one contact this worker claimed; None if it is no longer ours."""
+    found = gather_chunk(session, [attempt_id], worker_id, now)
+    return found[0] if found else None
+
+
+def gather_chunk(
+    session: Session, attempt_ids: Sequence[int], worker_id: str, now: datetime
+) -> list[Gathered]:
+    """The facts for a few claimed contacts, read together (a handful of queries in all), in
+    the order given; attempts no longer claimed by this worker are left out."""
+    loaded = session.scalars(select(Attempt).where(Attempt.id.in_(attempt_ids))).all()
+    mine = {
+        a.id: a for a in loaded if a.status is AttemptStatus.CLAIMED and a.claimed_by == worker_id
+    }
+    attempts = [mine[i] for i in attempt_ids if i in mine]
+    if not attempts:
+        return []
+    campaigns = _by_id(session, Campaign, {a.campaign_id for a in attempts})
+    persons = _by_id(session, Person, {a.person_id for a in attempts if a.person_id})
+    phones = _by_id(session, Phone, {a.phone_id for a in attempts if a.phone_id})
     list_row = session.execute(
         select(ExclusionList.id, ExclusionList.as_of)
         .where(ExclusionList.active.is_(True))
         .order_by(ExclusionList.as_of.desc())
         .limit(1)
     ).first()
-    digest = phone.number_digest if phone is not None else None
-    today, week = _number_contacts(session, digest, attempt.id, now)
-    facts = ContactFacts(
-        now=now,
-        campaign_status=campaign.status,
-        target_status=person.status if person is not None else None,
-        phone_status=phone.status if phone is not None else None,
-        needs_phone=attempt.channel in (Channel.IVR, Channel.SMS),
-        exclusion_list_as_of=list_row[1] if list_row else None,
-        on_exclusion_list=bool(
-            list_row and person and _listed(session, list_row[0], person.ref_digest)
-        ),
-        on_do_not_call=digest is not None and _do_not_call(session, digest),
-        channel=attempt.channel,
-        phone_kind=phone.kind if phone is not None else None,
-        number_contacts_today=today,
-        number_contacts_week=week,
-    )
-    return Gathered(attempt, facts, campaign, phone)
+    refs = {p.ref_digest for p in persons.values()}
+    listed = _listed(session, list_row[0], refs) if list_row else set()
+    digests = {p.number_digest for p in phones.values()}
+    blocked = _do_not_call(session, digests)
+    contacts = _number_contacts(session, digests, now)
+    gathered = []
+    for attempt in attempts:
+        campaign = campaigns.get(attempt.campaign_id)
+        if campaign is None:
+            continue
+        person = persons.get(attempt.person_id) if attempt.person_id else None
+        phone = phones.get(attempt.phone_id) if attempt.phone_id else None
+        digest = phone.number_digest if phone is not None else None
+        today, week = _count_for(contacts.get(digest, []) if digest else [], attempt.id, now)
+        facts = ContactFacts(
+            now=now,
+            campaign_status=campaign.status,
+            target_status=person.status if person is not None else None,
+            phone_status=phone.status if phone is not None else None,
+            needs_phone=attempt.channel in (Channel.IVR, Channel.SMS),
+            exclusion_list_as_of=list_row[1] if list_row else None,
+            on_exclusion_list=person is not None and person.ref_digest in listed,
+            on_do_not_call=digest is not None and digest in blocked,
+            channel=attempt.channel,
+            phone_kind=phone.kind if phone is not None else None,
+            number_contacts_today=today,
+            number_contacts_week=week,
+        )
+        gathered.append(Gathered(attempt, facts, campaign, phone))
+    return gathered
+
+
+def _by_id(session: Session, model: type[T], ids: set[int]) -> dict[int, T]:
+    if not ids:
+        return {}
+    column = model.id
+    return {row.id: row for row in session.scalars(select(model).where(column.in_(ids)))}
 
 
 def dial_order(gathered: Gathered, cipher_for: CipherFor) -> DialOrder:
@@ -123,43 +153,57 @@ def dial_order(gathered: Gathered, cipher_for: CipherFor) -> DialOrder:
     )
 
 
-def _listed(session: Session, list_id: int, ref_digest: str) -> bool:
-    query = select(ExclusionEntry.id).where(
-        ExclusionEntry.list_id == list_id, ExclusionEntry.ref_digest == ref_digest
+def _listed(session: Session, list_id: int, refs: set[str]) -> set[str]:
+    if not refs:
+        return set()
+    query = select(ExclusionEntry.ref_digest).where(
+        ExclusionEntry.list_id == list_id, ExclusionEntry.ref_digest.in_(refs)
     )
-    return session.scalars(query.limit(1)).first() is not None
+    return set(session.scalars(query))
 
 
-def _do_not_call(session: Session, digest: str) -> bool:
-    query = select(DoNotCall.id).where(DoNotCall.number_digest == digest)
-    return session.scalars(query.limit(1)).first() is not None
+def _do_not_call(session: Session, digests: set[str]) -> set[str]:
+    if not digests:
+        return set()
+    query = select(DoNotCall.number_digest).where(DoNotCall.number_digest.in_(digests))
+    return set(session.scalars(query))
 
 
 def _number_contacts(
-    session: Session, digest: str | None, attempt_id: int, now: datetime
-) -> tuple[int, int]:
-    """Contacts to this number (any target of any campaign) on today's local day and within
-    7 days either side of now (a clock jumped back cannot hide recent contacts)."""
-    if digest is None:
-        return 0, 0
-    local_midnight = now.astimezone(TOKYO).replace(hour=0, minute=0, second=0, microsecond=0)
+    session: Session, digests: set[str], now: datetime
+) -> dict[str, list[tuple[int, datetime]]]:
+    """Contacts to these numbers (any target, any campaign) within 7 days either side of now
+    (a clock jumped back cannot hide recent contacts), as (attempt id, instant)."""
+    if not digests:
+        return {}
     started = func.coalesce(Attempt.started_at, Attempt.claimed_at)
-    base = (
-        select(started)
+    query = (
+        select(Phone.number_digest, Attempt.id, Attempt.started_at, Attempt.claimed_at)
         .join(Phone, Phone.id == Attempt.phone_id)
         .where(
-            Phone.number_digest == digest,
-            Attempt.id != attempt_id,
+            Phone.number_digest.in_(digests),
             Attempt.status.in_(CONTACT_STATUSES),
             Attempt.channel.in_((Channel.IVR, Channel.SMS, Channel.OPERATOR)),
             started > now - timedelta(days=7),
             started < now + timedelta(days=7),
         )
     )
-    instants = [instant for instant in session.scalars(base) if instant is not None]
-    next_midnight = local_midnight + timedelta(days=1)
-    today = sum(1 for instant in instants if local_midnight <= instant < next_midnight)
-    return today, len(instants)
+    found: dict[str, list[tuple[int, datetime]]] = {}
+    for digest, attempt_id, started_at, claimed_at in session.execute(query).tuples():
+        instant = started_at or claimed_at
+        if instant is not None:
+            found.setdefault(digest, []).append((attempt_id, instant))
+    return found
+
+
+def _count_for(
+    contacts: list[tuple[int, datetime]], attempt_id: int, now: datetime
+) -> tuple[int, int]:
+    """(today, within 7 days) for one number, not counting the attempt itself."""
+    midnight = now.astimezone(TOKYO).replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = midnight + timedelta(days=1)
+    others = [instant for other, instant in contacts if other != attempt_id]
+    return sum(1 for instant in others if midnight <= instant < tomorrow), len(others)
 
 
 def next_day_opening(window: CallingWindow, now: datetime) -> datetime | None:

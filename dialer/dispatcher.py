@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,7 @@ from dialer.dispatch_facts import (
     DialOrder,
     dial_order,
     exclusion_as_of,
-    gather,
+    gather_chunk,
     next_day_opening,
 )
 from dialer.interlocks import POSTPONING, Caps, Refusal, refusal
@@ -76,6 +76,7 @@ class DispatcherConfig:
     carrier_error_backoff: timedelta = timedelta(seconds=60)
     max_dispatch_errors: int = 5
     household_retry: timedelta = timedelta(minutes=10)
+    check_chunk: int = 20
     caps: Caps = field(default_factory=Caps)
     policy: PlanPolicy = field(default_factory=PlanPolicy)
 
@@ -93,6 +94,7 @@ class DispatcherConfig:
             carrier_error_backoff=timedelta(seconds=dialer.carrier_error_backoff_seconds),
             max_dispatch_errors=dialer.max_dispatch_errors,
             household_retry=timedelta(minutes=dialer.household_lock_retry_minutes),
+            check_chunk=dialer.check_chunk,
             caps=Caps(dialer.max_attempts_per_day, dialer.max_attempts_per_week),
             policy=campaigns.plan_policy(dialer),
         )
@@ -267,18 +269,33 @@ class Dispatcher:
     # ------------------------------------------------------------------ per attempt
 
     def _work(self, report: TickReport) -> None:
+        """Check a chunk of claims together, dial the ones allowed, record their starts."""
         while self._pending:
-            attempt_id = self._pending[0]
-            self._checkpoint("claimed", attempt_id)
-            if not self._dispatch(attempt_id, report):
-                self._hand_back(report)  # this attempt and the rest, undialed
+            chunk = self._pending[: self.config.check_chunk]  # undialed until proven otherwise
+            for attempt_id in chunk:
+                self._checkpoint("claimed", attempt_id)
+            orders = self._check_chunk(chunk, report)
+            self._pending = [*(o.attempt_id for o in orders), *self._pending[len(chunk) :]]
+            if not self._dial(orders, report):
+                self._hand_back(report)  # the rest of the claims, undialed
                 return
-            self._pending.pop(0)
 
-    def _dispatch(self, attempt_id: int, report: TickReport) -> bool:
-        order = self._check(attempt_id, report)
-        if order is None:
-            return True
+    def _dial(self, orders: list[DialOrder], report: TickReport) -> bool:
+        started: list[tuple[int, CallHandle]] = []
+        try:
+            for order in orders:
+                if not self._dispatch(order, report, started):
+                    return False
+                self._pending.remove(order.attempt_id)
+        except (CoordinationUnavailable, OperationalError):
+            self._record_started(started)
+            raise
+        self._record_started(started)
+        return True
+
+    def _dispatch(
+        self, order: DialOrder, report: TickReport, started: list[tuple[int, CallHandle]]
+    ) -> bool:
         if order.channel is Channel.SMS:
             return self._send_sms(order, report)
         verdict = self.pacer.reserve_call(order.attempt_id, order.key, order.number_digest)
@@ -289,26 +306,30 @@ class Dispatcher:
         if verdict is not PaceVerdict.GRANTED:
             report.postponed[verdict.value] += 1
             return False
-        return self._place_call(order, report)
+        handle = self._place_call(order, report)
+        if handle is not None:
+            started.append((order.attempt_id, handle))
+        return True
 
-    def _check(self, attempt_id: int, report: TickReport) -> DialOrder | None:
-        """Interlocks in one transaction: a refusal is recorded, else the order to dial."""
+    def _check_chunk(self, attempt_ids: list[int], report: TickReport) -> list[DialOrder]:
+        """Interlocks in one transaction: refusals are recorded, the rest become orders."""
         now = self.clock.now()
+        orders = []
         with self.database.unit_of_work() as session:
-            gathered = gather(session, attempt_id, self.config.worker_id, now)
-            if gathered is None:
-                return None
-            attempt, facts = gathered.attempt, gathered.facts
-            reason = refusal(facts, self.window, self.config.exclusion_max_age, self.config.caps)
-            if reason is None:
-                return dial_order(gathered, self._cipher)
-            if reason in POSTPONING:
-                report.postponed[reason.value] += 1
-                self._postpone_for(session, attempt, reason, now)
-            else:
-                report.refused[reason.value] += 1
-                self._refuse(session, attempt, reason, now)
-            return None
+            for gathered in gather_chunk(session, attempt_ids, self.config.worker_id, now):
+                attempt, facts = gathered.attempt, gathered.facts
+                reason = refusal(
+                    facts, self.window, self.config.exclusion_max_age, self.config.caps
+                )
+                if reason is None:
+                    orders.append(dial_order(gathered, self._cipher))
+                elif reason in POSTPONING:
+                    report.postponed[reason.value] += 1
+                    self._postpone_for(session, attempt, reason, now)
+                else:
+                    report.refused[reason.value] += 1
+                    self._refuse(session, attempt, reason, now)
+        return orders
 
     def _postpone_for(
         self, session: Session, attempt: Attempt, reason: Refusal, now: datetime
@@ -333,7 +354,8 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ the carrier
 
-    def _place_call(self, order: DialOrder, report: TickReport) -> bool:
+    def _place_call(self, order: DialOrder, report: TickReport) -> CallHandle | None:
+        """Ask the carrier; the accepted handle, or None after recording a carrier error."""
         request = CallRequest(
             attempt_id=order.attempt_id,
             idempotency_key=order.key,
@@ -350,25 +372,41 @@ class Dispatcher:
             handle = CallHandle(False, self.carrier.name, error_code="timeout")
         self._checkpoint("placed", order.attempt_id)
         if handle.accepted:
-            self._record_started(order.attempt_id, handle)
             report.placed += 1
-            return True
+            return handle
         self.pacer.release(order.attempt_id)
         report.carrier_errors += 1
         self._carrier_error(order.attempt_id, handle.error_code)
-        return True
+        return None
 
-    def _record_started(self, attempt_id: int, handle: CallHandle) -> None:
+    def _record_started(self, started: list[tuple[int, CallHandle]]) -> None:
+        """One transaction for the calls a chunk placed: carrier, reference, start, and
+        IN_PROGRESS unless the call session already finished the attempt."""
+        if not started:
+            return
         now = self.clock.now()
+        rows = [
+            {"b_id": attempt_id, "b_carrier": handle.carrier[:16], "b_ref": handle.carrier_ref}
+            for attempt_id, handle in started
+        ]
         with self.database.unit_of_work() as session:
-            attempt = session.get(Attempt, attempt_id)
-            if attempt is None:
-                return
-            attempt.carrier = handle.carrier[:16]
-            attempt.carrier_ref = attempt.carrier_ref or handle.carrier_ref
-            attempt.started_at = attempt.started_at or now
-            if attempt.status is AttemptStatus.CLAIMED:
-                attempt.status = AttemptStatus.IN_PROGRESS
+            connection = session.connection()
+            connection.execute(
+                update(Attempt)
+                .where(Attempt.id == bindparam("b_id"))
+                .values(
+                    carrier=bindparam("b_carrier"),
+                    carrier_ref=func.coalesce(Attempt.carrier_ref, bindparam("b_ref")),
+                    started_at=func.coalesce(Attempt.started_at, now),
+                ),
+                rows,
+            )
+            connection.execute(
+                update(Attempt)
+                .where(Attempt.id == bindparam("b_id"), Attempt.status == AttemptStatus.CLAIMED)
+                .values(status=AttemptStatus.IN_PROGRESS),
+                [{"b_id": row["b_id"]} for row in rows],
+            )
 
     def _carrier_error(self, attempt_id: int, code: str | None) -> None:
         """Back to scheduled with backoff (same key), or final after too many errors."""

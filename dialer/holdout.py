@@ -81,6 +81,7 @@ def assign_holdout(
         )
     when = now or utcnow()
     campaign.holdout_seed, campaign.holdout_assigned_at = chosen_seed, when
+    aggregates.record_targets_loaded(session, campaign_id, when)
     result = HoldoutResult(campaign_id, chosen_seed, len(ids), len(held), len(ids) - len(held))
     _record(session, result, when, actor)
     return result

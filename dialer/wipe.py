@@ -191,11 +191,11 @@ def _erase(
     force: bool,
     reason: str | None,
 ) -> tuple[ErasureCertificate, dict[str, Any]]:
-    relaxed = relax_reference_checks(session)  # before the first write
+    relax_reference_checks(session)  # before the transaction's first write
     campaign = get_campaign(session, campaign_id, for_update=True)
     forced_reason = _check_allowed(session, campaign, force, reason)
     previous = campaign.status
-    erased = erase_rows(session, campaign_id, relaxed=relaxed)
+    erased = erase_rows(session, campaign_id)
     erased |= erase_outside_database(coordination, var_dir, campaign_id)
     erased["data_keys"] = 1 if campaign.wrapped_data_key else 0
     campaign.wrapped_data_key = None

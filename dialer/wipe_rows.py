@@ -155,13 +155,13 @@ def _delete_rows(session: Session, table: Table, campaign_id: int) -> int:
     return deleted
 
 
-def erase_rows(session: Session, campaign_id: int, *, relaxed: bool) -> dict[str, int]:
+def erase_rows(session: Session, campaign_id: int) -> dict[str, int]:
     """Close open work, null personal columns, delete the target rows (caller's transaction).
-    ``relaxed``: the foreign-key checks are off (:func:`relax_reference_checks`)."""
+    Refuses (nothing erased) when another campaign's row points at this campaign's targets,
+    whether or not :func:`relax_reference_checks` switched the per-row checks off."""
     counts = _close_open_work(session, campaign_id)
     counts |= _scrub_columns(session, campaign_id)
-    if relaxed:
-        assert_no_outside_references(session, campaign_id)
+    assert_no_outside_references(session, campaign_id)
     for model in DELETED_MODELS:
         table = _table(model)
         counts[table.name] = _delete_rows(session, table, campaign_id)

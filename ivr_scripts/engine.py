@@ -49,7 +49,9 @@ def step(flow: Flow, ctx: CallContext, state: State, event: ev.Event) -> Result:
     current = flow.steps[state.step]
     if isinstance(event, ev.TransferResult):
         return _transfer_result(flow, ctx, state, current, event)
-    if isinstance(event, ev.CallAnswered) or current.gather is None:
+    if isinstance(event, ev.CallAnswered):
+        return _late_verdict(flow, ctx, state, event)
+    if current.gather is None:
         return [], state
     if current.verify is not None:
         return _verify(flow, ctx, state, current, event)
@@ -59,6 +61,24 @@ def step(flow: Flow, ctx: CallContext, state: State, event: ev.Event) -> Result:
     effect_actions, state = _apply_effects(choice.effects, ctx, state)
     actions, state = _enter(flow, ctx, state, choice.goto)
     return effect_actions + actions, state
+
+
+def _late_verdict(flow: Flow, ctx: CallContext, state: State, event: ev.CallAnswered) -> Result:
+    """An answering-machine verdict that arrives after the greeting began (Twilio's async AMD).
+
+    While the resident has not answered anything yet, the greeting (which discloses nothing
+    beyond R-4's name announcement) gives way to the machine message; later verdicts are
+    ignored: someone has already interacted with the flow.
+    """
+    untouched = (
+        state.step == flow.start
+        and state.retries == 0
+        and not state.identity_confirmed
+        and not state.identity_denied
+    )
+    if event.answered_by != "machine" or not untouched:
+        return [], state
+    return _enter(flow, ctx, state, flow.machine)
 
 
 def _enter(flow: Flow, ctx: CallContext, state: State, sid: str) -> Result:

@@ -253,8 +253,11 @@ def _target_counts(session: Session, campaign_id: int) -> Counter[Key]:
 
 def record_targets_loaded(session: Session, campaign_id: int, at: datetime) -> None:
     """Snapshot the campaign's targets (total, with a usable phone; per kind). Idempotent:
-    call after every import into the campaign (and before the wipe, never after it)."""
+    call after every import into the campaign; a campaign without persons (wiped) keeps the
+    snapshot it had."""
     counts = _target_counts(session, campaign_id)
+    if not counts[(TOTAL, "targets")]:
+        return  # nothing loaded, or already wiped: keep the snapshot taken before the wipe
     replace_snapshot(
         session, day=local_day(at), campaign_id=campaign_id, prefix="targets", counts=counts
     )

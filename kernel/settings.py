@@ -111,6 +111,7 @@ class DialerSettings(BaseModel):
     ring_timeout_seconds: int = Field(default=30, ge=5, le=120)
     tick_seconds: float = Field(default=1.0, gt=0)
     claim_batch: int = Field(default=50, ge=1, le=5_000)
+    check_chunk: int = Field(default=20, ge=1, le=500)
     carrier_error_backoff_seconds: int = Field(default=60, ge=1)
     max_dispatch_errors: int = Field(default=5, ge=1, le=50)
     stale_claim_seconds: int = Field(default=300, ge=10)

@@ -26,6 +26,9 @@ HEADER_FILL = PatternFill("solid", fgColor="DDE6F0")
 def print_table(report: Report, console: Console) -> None:
     console.print(f"[bold]{report.title}[/bold]  ({report.start} - {report.end})")
     for section in report_sections(report):
+        if not section.rows or len(section.header) < 2:
+            console.print(f"{section.title}: 該当なし")
+            continue
         table = Table(title=section.title, title_justify="left")
         for index, name in enumerate(section.header):
             table.add_column(name, justify="left" if index == 0 else "right")

@@ -148,52 +148,55 @@ class _FieldRules:
             return (normalize.normalize_text(value), None), NO_ISSUES
 
 
+PERSON_KEYS = (
+    "atena_no", "name", "name_kana", "birth_date", "gender", "postal_code", "address",
+    "language", "suppressed", "dv_support",
+)  # fmt: skip
+PHONE_KEYS = ("phone_verified_on", "phone1", "phone2")
+ITEM_KEYS = (
+    "due_date", "unpaid", "fiscal_year", "late_fee", "department", "kind", "period",
+    "notice_number", "demand_date", "installment", "account_transfer",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _PersonBlock:
+    person: PersonFields
+    suppressed: bool
+    dv_protected: bool
+    issues: tuple[str, ...]  # of the person's optional fields
+    flag_issues: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _PhoneBlock:
+    phones: tuple[PhoneEntry, ...]
+    issues: tuple[str, ...]
+
+
+Block = _PersonBlock | _PhoneBlock | _Rejected
+
+
 @dataclass
 class CachedRowParser:
-    """``parse_row`` for many rows of one import: call :meth:`parse` on each record."""
+    """``parse_row`` for many rows of one import: call :meth:`parse` on each record.
+
+    Fields are cached one by one; the person's fields (and flags) and the phone fields are
+    also cached as blocks, keyed by their cells together, since a person's rows repeat them.
+    """
 
     context: RowContext
     tables: dict[str, dict[str, Outcome]] = field(default_factory=dict)
     rules: dict[str, Callable[[str], Outcome]] = field(default_factory=dict)
     stale_before: date = date.min
+    persons: dict[tuple[str, ...], Block] = field(default_factory=dict)
+    phone_blocks: dict[tuple[str, ...], Block] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rules = _FieldRules(self.context.layout)
         self.stale_before = years_before(self.context.as_of, self.context.phone_max_age_years)
-        parsers: dict[str, Callable[[str], Outcome]] = {
-            "atena_no": lambda raw: rules.required("atena_no", raw, normalize.normalize_person_id),
-            "name": lambda raw: rules.required("name", raw, parse_name),
-            "due_date": lambda raw: rules.required("due_date", raw, rules.date),
-            "unpaid": lambda raw: rules.required("unpaid", raw, parse_unpaid),
-            "name_kana": lambda raw: rules.optional("name_kana", raw, normalize.normalize_kana),
-            "birth_date": lambda raw: rules.optional("birth_date", raw, rules.date),
-            "gender": lambda raw: rules.optional("gender", raw, normalize.parse_gender),
-            "postal_code": lambda raw: rules.optional(
-                "postal_code", raw, normalize.normalize_postal_code
-            ),
-            "address": lambda raw: rules.optional("address", raw, normalize.normalize_text),
-            "language": lambda raw: rules.optional("language", raw, parse_language),
-            "fiscal_year": lambda raw: rules.optional(
-                "fiscal_year", raw, normalize.parse_fiscal_year
-            ),
-            "late_fee": lambda raw: rules.late_fee("late_fee", raw),
-            "department": lambda raw: rules.short("department", raw, DEFAULT_MAX_LENGTH),
-            "kind": lambda raw: rules.short("kind", raw, DEFAULT_MAX_LENGTH),
-            "period": lambda raw: rules.short("period", raw, PERIOD_MAX_LENGTH),
-            "notice_number": lambda raw: rules.optional(
-                "notice_number", raw, normalize.normalize_text
-            ),
-            "demand_date": lambda raw: rules.optional("demand_date", raw, rules.date),
-            "installment": lambda raw: rules.optional("installment", raw, parse_installment),
-            "account_transfer": lambda raw: rules.optional("account_transfer", raw, parse_yes_no),
-            "phone_verified_on": lambda raw: rules.optional("phone_verified_on", raw, rules.date),
-            "phone1": lambda raw: rules.phone("phone1", raw),
-            "phone2": lambda raw: rules.phone("phone2", raw),
-            "suppressed": lambda raw: rules.flag("suppressed", raw),
-            "dv_support": lambda raw: rules.flag("dv_support", raw),
-        }
-        self.rules = parsers
-        self.tables = {key: {} for key in parsers}
+        self.rules = _field_parsers(rules)
+        self.tables = {key: {} for key in self.rules}
 
     def outcome(self, key: str, raw: str) -> Outcome:
         """The field's outcome for this cell text, computed once per distinct text."""
@@ -209,64 +212,107 @@ class CachedRowParser:
     def parse(self, record: RawRecord) -> ParsedRow | list[Rejection]:
         if record.problem is not None:
             return parse_row(record, self.context)
-        outcomes = self._outcomes(record.values)
-        if outcomes is None:
-            return parse_row(record, self.context)
-        return self._assemble(record.line_no, outcomes)
+        values = record.values
+        person = self._block(self.persons, PERSON_KEYS, values, self._person_block)
+        phones = self._block(self.phone_blocks, PHONE_KEYS, values, self._phone_block)
+        if isinstance(person, _PersonBlock) and isinstance(phones, _PhoneBlock):
+            row = self._row(record.line_no, values, person, phones)
+            if row is not None:
+                return row
+        return parse_row(record, self.context)
 
-    def _outcomes(self, values: dict[str, str]) -> dict[str, Accepted] | None:
-        found: dict[str, Accepted] = {}
-        get, tables = values.get, self.tables
-        for key, table in tables.items():
-            raw = get(key, "")
-            result = table.get(raw)
-            if result is None:
-                result = self.outcome(key, raw)
-            if isinstance(result, _Rejected):
-                return None
-            found[key] = result
+    def _block(
+        self,
+        cache: dict[tuple[str, ...], Block],
+        keys: tuple[str, ...],
+        values: dict[str, str],
+        build: Callable[[dict[str, str]], Block],
+    ) -> Block:
+        get = values.get
+        cells = tuple([get(key, "") for key in keys])
+        found = cache.get(cells)
+        if found is None:
+            found = build(values)
+            if len(cache) >= TABLE_LIMIT:
+                cache.clear()
+            cache[cells] = found
         return found
 
-    def _assemble(self, line_no: int, out: dict[str, Accepted]) -> ParsedRow:
-        """The row from its fields' outcomes; issues in the reference parser's order, which
-        is the order of :attr:`rules`."""
-        issues = [issue for _, found in out.values() for issue in found]
-        due_date = out["due_date"][0]
+    def _accepted(self, keys: tuple[str, ...], values: dict[str, str]) -> list[Accepted] | None:
+        found = []
+        for key in keys:
+            result = self.outcome(key, values.get(key, ""))
+            if isinstance(result, _Rejected):
+                return None
+            found.append(result)
+        return found
+
+    def _person_block(self, values: dict[str, str]) -> Block:
+        found = self._accepted(PERSON_KEYS, values)
+        if found is None:
+            return REJECTED
+        atena, name, kana, birth, gender, postal, address, language, stop, dv = found
         person = PersonFields(
-            atena_no=out["atena_no"][0],
-            name=out["name"][0],
-            name_kana=out["name_kana"][0],
-            birth_date=out["birth_date"][0],
-            gender=out["gender"][0],
-            postal_code=out["postal_code"][0],
-            address=out["address"][0],
-            language=out["language"][0] or "ja",
+            atena_no=atena[0],
+            name=name[0],
+            name_kana=kana[0],
+            birth_date=birth[0],
+            gender=gender[0],
+            postal_code=postal[0],
+            address=address[0],
+            language=language[0] or "ja",
         )
+        issues = tuple(issue for _, codes in found[:8] for issue in codes)
+        return _PersonBlock(person, stop[0], dv[0], issues, (*stop[1], *dv[1]))
+
+    def _phone_block(self, values: dict[str, str]) -> Block:
+        found = self._accepted(PHONE_KEYS, values)
+        if found is None:
+            return REJECTED
+        (verified, issues), first, second = found
+        phones = tuple(self._phone_entry(cell[0], verified) for cell in (first, second) if cell[0])
+        return _PhoneBlock(phones, issues)
+
+    def _row(
+        self, line_no: int, values: dict[str, str], person: _PersonBlock, phones: _PhoneBlock
+    ) -> ParsedRow | None:
+        """The row, or None when an item field is rejected. Issues come in the reference
+        parser's order: person, item, phone confirmation date, flags."""
+        tables, outcome = self.tables, self.outcome
+        get = values.get
+        out: list[Accepted] = []
+        for key in ITEM_KEYS:
+            raw = get(key, "")
+            result = tables[key].get(raw) or outcome(key, raw)
+            if isinstance(result, _Rejected):
+                return None
+            out.append(result)
+        due, unpaid, year, fee, department, kind, period, notice, demand, plan, transfer = out
         item = ItemFields(
-            department=out["department"][0],
-            kind=out["kind"][0],
-            fiscal_year=out["fiscal_year"][0] or fiscal_year_of(due_date),
-            period=out["period"][0],
-            notice_number=out["notice_number"][0],
-            due_date=due_date,
-            unpaid_yen=out["unpaid"][0],
-            late_fee_yen=out["late_fee"][0],
-            demand_date=out["demand_date"][0],
-            installment=out["installment"][0],
-            account_transfer=bool(out["account_transfer"][0]),
+            department=department[0],
+            kind=kind[0],
+            fiscal_year=year[0] or fiscal_year_of(due[0]),
+            period=period[0],
+            notice_number=notice[0],
+            due_date=due[0],
+            unpaid_yen=unpaid[0],
+            late_fee_yen=fee[0],
+            demand_date=demand[0],
+            installment=plan[0],
+            account_transfer=bool(transfer[0]),
         )
-        verified = out["phone_verified_on"][0]
-        phones = tuple(
-            self._phone_entry(out[key][0], verified) for key in ("phone1", "phone2") if out[key][0]
-        )
+        issues = person.issues
+        item_issues = (*year[1], *fee[1], *notice[1], *demand[1], *plan[1], *transfer[1])
+        if item_issues or phones.issues or person.flag_issues:
+            issues = (*issues, *item_issues, *phones.issues, *person.flag_issues)
         return ParsedRow(
             line_no=line_no,
-            person=person,
+            person=person.person,
             item=item,
-            phones=phones,
-            suppressed=out["suppressed"][0],
-            dv_protected=out["dv_support"][0],
-            issues=tuple(issues),
+            phones=phones.phones,
+            suppressed=person.suppressed,
+            dv_protected=person.dv_protected,
+            issues=issues,
         )
 
     def _phone_entry(
@@ -283,3 +329,36 @@ class CachedRowParser:
         else:
             bucket = kind.value
         return PhoneEntry(phone.e164, phone.e164, kind, bucket, verified)
+
+
+def _field_parsers(rules: _FieldRules) -> dict[str, Callable[[str], Outcome]]:
+    """Each field's rule, as ``rows._RowParser`` applies it."""
+    date_rule = rules.date
+    return {
+        "atena_no": lambda raw: rules.required("atena_no", raw, normalize.normalize_person_id),
+        "name": lambda raw: rules.required("name", raw, parse_name),
+        "due_date": lambda raw: rules.required("due_date", raw, date_rule),
+        "unpaid": lambda raw: rules.required("unpaid", raw, parse_unpaid),
+        "name_kana": lambda raw: rules.optional("name_kana", raw, normalize.normalize_kana),
+        "birth_date": lambda raw: rules.optional("birth_date", raw, date_rule),
+        "gender": lambda raw: rules.optional("gender", raw, normalize.parse_gender),
+        "postal_code": lambda raw: rules.optional(
+            "postal_code", raw, normalize.normalize_postal_code
+        ),
+        "address": lambda raw: rules.optional("address", raw, normalize.normalize_text),
+        "language": lambda raw: rules.optional("language", raw, parse_language),
+        "fiscal_year": lambda raw: rules.optional("fiscal_year", raw, normalize.parse_fiscal_year),
+        "late_fee": lambda raw: rules.late_fee("late_fee", raw),
+        "department": lambda raw: rules.short("department", raw, DEFAULT_MAX_LENGTH),
+        "kind": lambda raw: rules.short("kind", raw, DEFAULT_MAX_LENGTH),
+        "period": lambda raw: rules.short("period", raw, PERIOD_MAX_LENGTH),
+        "notice_number": lambda raw: rules.optional("notice_number", raw, normalize.normalize_text),
+        "demand_date": lambda raw: rules.optional("demand_date", raw, date_rule),
+        "installment": lambda raw: rules.optional("installment", raw, parse_installment),
+        "account_transfer": lambda raw: rules.optional("account_transfer", raw, parse_yes_no),
+        "phone_verified_on": lambda raw: rules.optional("phone_verified_on", raw, date_rule),
+        "phone1": lambda raw: rules.phone("phone1", raw),
+        "phone2": lambda raw: rules.phone("phone2", raw),
+        "suppressed": lambda raw: rules.flag("suppressed", raw),
+        "dv_support": lambda raw: rules.flag("dv_support", raw),
+    }

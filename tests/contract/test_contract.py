@@ -30,12 +30,7 @@ from tests.contract.seed import CALLER_ID, MASTER_SECRET, RESIDENT_E164, Seeded,
 
 HARNESSES = ("simulator", "twilio", "asterisk")
 # Known gaps, as (harness, scenario): strict, so a fix shows up as an unexpected pass.
-KNOWN_GAPS = {
-    ("twilio", "answering machine"): (
-        "async AMD: Twilio's machine verdict arrives after the flow started, and the shared "
-        "mapping (dialer.call_events) and the engine ignore a machine verdict mid-flow"
-    ),
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}  # (carrier, scenario) -> why it is expected to fail
 
 
 def _load(name: str) -> ModuleType | BaseException | None:

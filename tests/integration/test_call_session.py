@@ -23,6 +23,7 @@ from dialer.call_session import (
     CallSession,
     callback_due,
     session_key,
+    set_free_operators,
 )
 from dialer.clock import SimulatedClock
 from dialer.ports import (
@@ -261,7 +262,7 @@ def test_callback_request_is_due_in_the_chosen_band_inside_the_window(call: Call
 
 
 def test_a_free_operator_takes_the_transfer(call: Call) -> None:
-    call.coordination.put_state(OPERATORS_FREE_KEY, "1", 60)
+    set_free_operators(call.coordination, 1)
     call.answer()
     call.report(digits="1")
     assert "Transfer" in _kinds(call.report(digits="1"))

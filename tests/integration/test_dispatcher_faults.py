@@ -60,6 +60,7 @@ def with_checkpoint(world: World, at: str, index: int, action: Any, **kw: Any) -
         if len(seen) == index:
             action()
 
+    kw.setdefault("check_chunk", 1)  # interlocks read just before each contact
     dispatcher = world.dispatcher(**kw)
     dispatcher._checkpoint = checkpoint
     return dispatcher

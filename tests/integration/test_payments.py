@@ -127,3 +127,30 @@ def test_payments_layout_and_missing_columns(database: Database, tmp_path: Path)
         import_payments(
             database, KEYRING, _write(tmp_path / "bad.csv", [], ("宛名番号", "納付額", "日付"))
         )
+
+
+def test_holdout_only_before_any_contact(database: Database, tmp_path: Path) -> None:
+    from kernel.models import Attempt, Channel
+
+    loaded = load_campaign(database, tmp_path, persons=10)
+    with database.unit_of_work() as session:
+        session.add(Attempt(campaign_id=loaded.campaign_id, channel=Channel.IVR,
+                            scheduled_at=ASSIGNED, idempotency_key="first-call"))  # fmt: skip
+    with pytest.raises(Conflict, match="before any contact"):
+        _holdout(database, loaded.campaign_id)
+
+
+def test_target_snapshot_survives_a_late_refresh_after_the_wipe(
+    database: Database, tmp_path: Path
+) -> None:
+    from kernel import aggregates
+
+    loaded = load_campaign(database, tmp_path, persons=20)
+    with database.read_only() as session:
+        before = monthly_report(session, "2026-11", [loaded.campaign_id]).total.targets
+    wipe_campaign(database, LocalCoordination(), tmp_path / "var", loaded.campaign_id, actor="test",
+                  force=True, reason="test")  # fmt: skip
+    with database.unit_of_work() as session:
+        aggregates.record_targets_loaded(session, loaded.campaign_id, ASSIGNED)
+    with database.read_only() as session:
+        assert monthly_report(session, "2026-11", [loaded.campaign_id]).total.targets == before > 0

@@ -157,6 +157,17 @@ def test_missing_or_wrong_signature_is_refused_without_side_effect(
     assert call.events == []
 
 
+def test_an_unknown_signature_algorithm_is_refused(twilio: Twilio, call: MemoryCall) -> None:
+    path = f"/twilio/voice?a={KEY}"
+    params = call_params()
+    headers = {
+        "X-Twilio-Signature": twilio.validator.compute_signature(PUBLIC + path, params),
+        "X-Twilio-Webhooks-Signature-Settings": "key=k,algorithm=HMAC_MD5",
+    }
+    assert twilio.client.post(path, data=params, headers=headers).status_code == 403
+    assert call.events == []
+
+
 def test_a_signature_over_other_values_is_refused(twilio: Twilio, call: MemoryCall) -> None:
     answer(twilio)
     signed = twilio.validator.compute_signature(
@@ -332,32 +343,30 @@ def test_no_input_redirect_reports_a_timeout(twilio: Twilio, call: MemoryCall) -
 # --- answering machines ---------------------------------------------------------------------
 
 
-class MachineAwareSink(MemorySink):
-    """A sink whose call session answers a mid-flow machine verdict with a message."""
-
-    def on_call_event(self, event: CallEvent) -> list[act.Action]:
-        if event.answered_by is AnsweredBy.MACHINE and self.call(KEY).actions:
-            return [act.Say("ノウゼイカ までお電話ください。", "ja"), act.Hangup()]
-        return super().on_call_event(event)
-
-
-def test_machine_verdict_mid_flow_replaces_the_live_call_twiml() -> None:
-    sink = MachineAwareSink()
-    sink.expect(KEY, context())
-    live = RecordingLiveCalls()
-    app = FastAPI()
-    app.include_router(twilio_router(sink, settings(), live))
-    with TestClient(app) as client:
-        twilio = Twilio(client)
-        answer(twilio)
-        amd = twilio.post(f"/twilio/amd?a={KEY}", call_params(AnsweredBy="machine_end_beep"))
+def test_machine_verdict_mid_flow_replaces_the_live_call_twiml(
+    twilio: Twilio, call: MemoryCall, live: RecordingLiveCalls
+) -> None:
+    answer(twilio)  # async AMD: the greeting has started
+    amd = twilio.post(f"/twilio/amd?a={KEY}", call_params(AnsweredBy="machine_end_beep"))
     assert amd.status_code == 204
     assert len(live.played) == 1
     sid, document = live.played[0]
     assert sid == SID
     root = ET.fromstring(document)
-    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root.find("Say") is not None and root.find("Hangup") is not None
+    assert root.find("Gather") is None
     assert "ヤマダ" not in document
+    assert call.outcome is not None and call.outcome.value == "machine"
+
+
+def test_machine_verdict_after_the_resident_answered_changes_nothing(
+    twilio: Twilio, call: MemoryCall, live: RecordingLiveCalls
+) -> None:
+    answer(twilio)
+    press(twilio, "1")
+    twilio.post(f"/twilio/amd?a={KEY}", call_params(AnsweredBy="machine_end_other"))
+    assert live.played == []
+    assert call.state.identity_confirmed
 
 
 def test_human_verdict_mid_flow_changes_nothing(

@@ -9,18 +9,19 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from dialer.wipe import (
     certificate_digest,
     latest_certificate,
-    scrub_plan,
     wipe_campaign,
     wipe_due_campaigns,
 )
+from dialer.wipe_rows import scrub_plan
 from kernel.coordination import Coordination, LocalCoordination
 from kernel.db import Database
-from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import Conflict, IntegrityViolation, InvalidInput, NotFound
 from kernel.models import (
     Attempt,
     AttemptStatus,
@@ -185,8 +186,14 @@ def test_exported_campaign_is_wiped_and_certified(
         attempts = session.scalars(select(Attempt).where(Attempt.campaign_id == cid)).all()
         assert len(attempts) == 2 * loaded.phones
         for attempt in attempts:
-            personal = (attempt.person_id, attempt.phone_id, attempt.sealed_notes,
-                        attempt.carrier_ref, attempt.promise_date, attempt.promise_amount_yen)  # fmt: skip
+            personal = (
+                attempt.person_id,
+                attempt.phone_id,
+                attempt.sealed_notes,
+                attempt.carrier_ref,
+                attempt.promise_date,
+                attempt.promise_amount_yen,
+            )
             assert personal == (None,) * 6
             assert attempt.status in (AttemptStatus.COMPLETED, AttemptStatus.CANCELLED)
         assert {a.outcome_code for a in attempts} == {"promise", None}  # PII-free rest stays
@@ -334,6 +341,49 @@ def test_symlinks_in_campaign_folders_are_removed_not_followed(
     result = wipe_campaign(database, LocalCoordination(), var_dir, loaded.campaign_id, actor="cli")
     assert result.body["erased"]["letter_files"] == 1
     assert not folder.exists() and outside.read_text(encoding="utf-8") == "keep me"
+
+
+def test_a_reference_from_another_campaign_stops_the_wipe_before_anything_is_erased(
+    database: Database, tmp_path: Path, var_dir: Path
+) -> None:
+    loaded = load_campaign(database, tmp_path / "in", persons=5, seed=8)
+    other = load_campaign(database, tmp_path / "in", persons=5, seed=9)
+    add_activity(database, loaded.campaign_id, CampaignStatus.COMPLETED)
+    export(database, loaded.campaign_id, var_dir)
+    coordination = LocalCoordination()
+    plant_outside_files(coordination, var_dir, loaded.campaign_id)
+    with database.unit_of_work() as session:
+        stray = session.scalars(
+            select(Person.id).where(Person.campaign_id == loaded.campaign_id)
+        ).first()
+        session.add(
+            Attempt(campaign_id=other.campaign_id, person_id=stray, channel=Channel.IVR,
+                    scheduled_at=CALLED_AT, idempotency_key="stray")
+        )  # fmt: skip
+    with pytest.raises(IntegrityViolation, match="another campaign"):
+        wipe_campaign(database, coordination, var_dir, loaded.campaign_id, actor="cli")
+    assert count(database, Person, loaded.campaign_id) == loaded.persons
+    assert coordination.get_state(f"ivr:{loaded.campaign_id}:CA1") is not None
+    with database.read_only() as session:
+        campaign = session.get(Campaign, loaded.campaign_id)
+        assert campaign is not None and campaign.wrapped_data_key is not None
+        assert campaign.status is CampaignStatus.EXPORTED
+    with database.unit_of_work() as session:  # the connection's foreign keys are back on
+        session.add(
+            Attempt(campaign_id=other.campaign_id, person_id=10_000_000, channel=Channel.IVR,
+                    scheduled_at=CALLED_AT, idempotency_key="dangling")
+        )  # fmt: skip
+        with pytest.raises(IntegrityError):
+            session.flush()
+        session.rollback()
+
+
+def test_the_wipe_settings_are_read_from_the_config_file() -> None:
+    from kernel.settings import load_settings
+
+    settings = load_settings(environment="demo").wipe
+    assert settings.auto_wipe_after_export is True and settings.grace_days == 7
+    assert settings.postgres_vacuum_full is False
 
 
 # --------------------------------------------------------------------------- automatic wipe

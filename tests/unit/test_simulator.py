@@ -141,7 +141,7 @@ def test_events_have_the_shapes_real_carriers_send() -> None:
 
 def test_residents_take_many_paths_through_the_flow() -> None:
     sink = _run([f"k{i}" for i in range(600)], start=SUNDAY_2PM)
-    outcomes = Counter(call.outcome for call in sink.calls.values() if call.outcome)
+    outcomes = Counter(call.outcome.value for call in sink.calls.values() if call.outcome)
     for expected in ("machine", "rpc_confirmed", "wrong_party", "hangup_before_confirm"):
         assert outcomes[expected] > 0, outcomes
     assert len(outcomes) >= 6, outcomes
