@@ -20,7 +20,8 @@ from agent_console import (
 from agent_console.context import ConsoleContext
 from agent_console.i18n import LANGUAGES
 from agent_console.rendering import render
-from agent_console.security import LoginRequired, SessionStore
+from agent_console.routes_auth import HOME_BY_ROLE
+from agent_console.security import COOKIE, LoginRequired, SessionStore, session_store
 from kernel.errors import DunningError
 
 HERE = Path(__file__).resolve().parent
@@ -82,8 +83,12 @@ def _install_basics(app: FastAPI) -> None:
     app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/login", status_code=303)
+    async def root(request: Request) -> RedirectResponse:
+        """Signed-in users go to their role's home page, everyone else to the login."""
+        session_id = request.cookies.get(COOKIE)
+        user = session_store(request).load(session_id) if session_id else None
+        home = HOME_BY_ROLE[user.role] if user is not None and user.totp_passed else "/login"
+        return RedirectResponse(home, status_code=303)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

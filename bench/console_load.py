@@ -152,8 +152,9 @@ async def _timed(tally: Tally, label: str, call: Any) -> Any:
     return response
 
 
-async def _operator(base: str, username: str, password: str, deadline: float, think: float,
-                    tally: Tally, seed: int) -> None:  # fmt: skip
+async def _operator(
+    base: str, username: str, password: str, deadline: float, think: float, tally: Tally, seed: int
+) -> None:
     import httpx
 
     pause = random.Random(seed)
@@ -198,17 +199,21 @@ async def _operator(base: str, username: str, password: str, deadline: float, th
             }
             await _timed(tally, "save", client.post(f"{where}/save", data=form))
             await _timed(tally, "queue", client.get("/operator"))
-            await rest()  # fmt: skip
+            await rest()
 
 
-async def _run_load(base: str, names: list[str], password: str, duration: float,
-                    think: float) -> tuple[Tally, float]:  # fmt: skip
+async def _run_load(
+    base: str, names: list[str], password: str, duration: float, think: float
+) -> tuple[Tally, float]:
     tally = Tally()
     started = time.monotonic()
     deadline = started + duration
     await asyncio.gather(
-        *(_operator(base, name, password, deadline, think, tally, seed) for seed, name in enumerate(names))
-    )  # fmt: skip
+        *(
+            _operator(base, name, password, deadline, think, tally, seed)
+            for seed, name in enumerate(names)
+        )
+    )
     return tally, time.monotonic() - started
 
 
@@ -242,7 +247,7 @@ def _database_doubles(url: str) -> int:
 # --------------------------------------------------------------------------- report
 
 
-def _summary(tally: Tally, elapsed: float, doubles_db: int) -> dict[str, Any]:
+def _summary(tally: Tally, elapsed: float, doubles_db: int, load: str) -> dict[str, Any]:
     every = [value for values in tally.latencies.values() for value in values]
     per_client = Counter(attempt for attempt, _ in tally.claims)
     return {
@@ -260,28 +265,44 @@ def _summary(tally: Tally, elapsed: float, doubles_db: int) -> dict[str, Any]:
         "doubles_db": doubles_db,
         "errors": dict(tally.errors),
         "elapsed": elapsed,
+        "load_before": load,
     }
 
 
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
 def _print(summary: dict[str, Any]) -> None:
-    print(f"requests {summary['requests']}  p50 {summary['p50']:.1f} ms  "
-          f"p95 {summary['p95']:.1f} ms  p99 {summary['p99']:.1f} ms")  # fmt: skip  # noqa: T201
+    _say(
+        f"requests {summary['requests']}  p50 {summary['p50']:.1f} ms  "
+        f"p95 {summary['p95']:.1f} ms  p99 {summary['p99']:.1f} ms"
+    )
     for label, (count, p50, p95) in summary["pages"].items():
-        print(f"  {label:<12} n={count:<6} p50 {p50:.1f} ms  p95 {p95:.1f} ms")  # noqa: T201
-    print(f"claims {summary['claims']} ({summary['claims_per_s']:.1f}/s)  "
-          f"double assignments: clients {summary['doubles_client']}, "
-          f"database {summary['doubles_db']}  errors {summary['errors']}")  # fmt: skip  # noqa: T201
+        _say(f"  {label:<12} n={count:<6} p50 {p50:.1f} ms  p95 {p95:.1f} ms")
+    _say(
+        f"claims {summary['claims']} ({summary['claims_per_s']:.1f}/s)  "
+        f"double assignments: clients {summary['doubles_client']}, "
+        f"database {summary['doubles_db']}  errors {summary['errors']}"
+    )
 
 
-def _record(summary: dict[str, Any], args: argparse.Namespace, workers: int, redis: bool,
-            queued: int, command: str) -> None:  # fmt: skip
+def _record(
+    summary: dict[str, Any],
+    args: argparse.Namespace,
+    workers: int,
+    redis: bool,
+    queued: int,
+    command: str,
+) -> None:
     verdict = "yes" if summary["p95"] <= TARGET_P95_MS else "no"
     lines = [
         "",
         f"## console: {args.operators} operators working the queue on PostgreSQL "
         f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"- machine: `{' '.join(platform.uname())}`, nproc {os.cpu_count()}",
+        f"- machine: `{' '.join(platform.uname())}`, nproc {os.cpu_count()}, load average "
+        f"before the run {summary['load_before']} (other jobs shared the machine)",
         f"- command: `{command}`",
         f"- server: uvicorn, {workers} worker process(es), coordination "
         f"{'Redis' if redis else 'in-process'}; clients: {args.operators} httpx async clients "
@@ -322,7 +343,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
     parser.add_argument("--quick", action="store_true", help="do not record RESULTS.md")
     parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
-    return parser.parse_args()  # fmt: skip
+    return parser.parse_args()
 
 
 def _start_server(url: str, redis_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -362,8 +383,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as workdir:
             queued, names = _prepare(url, args.persons, args.operators, Path(workdir))
-        print(f"queued {queued} operator calls for {len(names)} operators")  # noqa: T201
+        _say(f"queued {queued} operator calls for {len(names)} operators")
         process, base = _start_server(url, args.redis if use_redis else "", workers)
+        load = " ".join(f"{value:.1f}" for value in os.getloadavg())
         try:
             tally, elapsed = asyncio.run(
                 _run_load(base, names, PASSWORD, args.duration, args.think)
@@ -371,7 +393,7 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
-        summary = _summary(tally, elapsed, _database_doubles(url))
+        summary = _summary(tally, elapsed, _database_doubles(url), load)
         _print(summary)
         if not args.quick:
             _record(summary, args, workers, use_redis, queued, " ".join(["python", *sys.argv]))

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> Sample:
     keyring = KeyRing(SECRET)
     began = time.perf_counter()
     seed(database, keyring, args.targets)
-    print(f"seeded {args.targets:,} targets in {time.perf_counter() - began:.1f} s", flush=True)
+    elapsed = time.perf_counter() - began
+    sys.stderr.write(f"seeded {args.targets:,} targets in {elapsed:.1f} s\n")
 
     clock = SimulatedClock(START)
     sink = RecordingSink()
@@ -249,12 +250,14 @@ def record(args: argparse.Namespace, sample: Sample) -> str:
     backend = "PostgreSQL" if args.database_url else "SQLite (file, WAL)"
     verdict = "yes" if rate >= TARGET_STARTS_PER_S and max_conc >= TARGET_CONCURRENCY else "no"
     command = " ".join(["bench/dialer_throughput.py", *sys.argv[1:]])
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
     return "\n".join(
         [
             "",
-            f"## dialer: call starts on one node, simulator ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+            f"## dialer: call starts on one node, simulator ({stamp} UTC)",
             "",
-            f"- machine: `{' '.join(platform.uname())}`, nproc {os.cpu_count()}",
+            f"- machine: `{uname}`, nproc {os.cpu_count()}",
             f"- command: `.venv/bin/python {command}`",
             f"- campaign: {args.targets:,} targets, {backend}, in-process coordination, "
             f"{args.concurrency:,} call slots, claim batch {args.claim_batch}, "
@@ -281,7 +284,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     section = record(args, run(args))
-    print(section)
+    sys.stdout.write(section + "\n")
     if not args.no_record:
         with RESULTS.open("a", encoding="utf-8") as handle:
             handle.write(section)

@@ -62,6 +62,7 @@ def serve(port: int, inline_sink: bool) -> None:
     from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
 
+    from dialer.call_events import CallPhase
     from dialer.carriers.twilio_webhooks import twilio_router
     from ivr_scripts import actions as act
     from kernel.settings import load_settings
@@ -69,13 +70,17 @@ def serve(port: int, inline_sink: bool) -> None:
     from tests.fakes.memory_sink import MemorySink
 
     class BenchSink(MemorySink):
-        """Expects every attempt key it has not seen (the bench has no dialer)."""
+        """Expects every attempt key it has not seen (the bench has no dialer) and forgets
+        ended calls, as the database-backed call session keeps nothing in memory."""
 
         def on_call_event(self, event):  # type: ignore[no-untyped-def]
             key = event.attempt_key
             if key and key not in self.calls:
                 self.expect(key, context())
             actions: list[act.Action] = super().on_call_event(event)
+            if key and self.calls[key].phase is CallPhase.ENDED:
+                del self.calls[key]
+                self._by_ref.pop(event.carrier_ref, None)
             return actions
 
     class NoLiveCalls:
@@ -279,8 +284,8 @@ def trivial_calls(count: int, rounds: int) -> list[list[Signed]]:
 async def measure(
     port: int, server_pid: int, calls: int, rounds: int, think: float
 ) -> dict[str, Figures]:
-    await run(port, flow_calls(20, 1, "warm"), 0.0)
-    await run(port, trivial_calls(20, 1), 0.0)
+    await run(port, flow_calls(calls, 1, "warm"), 0.0)  # threads, connections, caches
+    await run(port, trivial_calls(calls, 1), 0.0)
     plan = {
         "paced flow": (flow_calls(calls, rounds, "paced"), think),
         "paced trivial": (trivial_calls(calls, rounds), think),

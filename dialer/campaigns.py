@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,30 +9,17 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from dialer.planner import (
-    CALLBACK_REQUESTED,
-    NO_ANSWER,
-    WRONG_NUMBER,
-    PastAttempt,
-    PhoneView,
-    PlannedContact,
-    PlanPolicy,
-    first_contact,
-    next_contact,
-)
+from dialer.followups import AUTOMATED, IN_FLIGHT, attempt_row, phone_views
+from dialer.planner import PlanPolicy, first_contact
 from kernel import audit
 from kernel.calendar import CallingWindow
 from kernel.errors import Conflict, NotFound
 from kernel.models import (
     Attempt,
     AttemptStatus,
-    CallbackRequest,
     Campaign,
     CampaignStatus,
-    Channel,
     Person,
-    Phone,
-    PhoneStatus,
     TargetStatus,
     utcnow,
 )
@@ -178,7 +164,7 @@ def prepare(
     planned = set(
         session.scalars(select(Attempt.person_id).where(Attempt.campaign_id == campaign.id))
     )
-    phones = _phone_views(session, campaign.id)
+    phones = phone_views(session, campaign_id=campaign.id)
     rows = []
     persons = session.execute(
         select(Person.id, Person.channel).where(
@@ -190,7 +176,7 @@ def prepare(
             continue
         contact = first_contact(channel, phones.get(person_id, []), window, now)
         if contact is not None:
-            rows.append(_attempt_row(campaign.id, person_id, contact, 1))
+            rows.append(attempt_row(campaign.id, person_id, contact, 1))
     for chunk in _chunks(rows):
         session.execute(insert(Attempt), chunk)
     audit.record(
@@ -214,10 +200,6 @@ def close(session: Session, campaign_id: int, actor: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-AUTOMATED = (Channel.IVR, Channel.SMS)
-IN_FLIGHT = (AttemptStatus.CLAIMED, AttemptStatus.IN_PROGRESS)
 
 
 def complete_finished(session: Session, actor: str = "scheduler") -> list[int]:
@@ -244,133 +226,6 @@ def _has_automated_work(session: Session, campaign_id: int) -> bool:
     )
     query = select(Attempt.id).where(Attempt.campaign_id == campaign_id, pending).limit(1)
     return session.scalars(query).first() is not None
-
-
-# --------------------------------------------------------------------------- follow-ups
-
-#: Refusals after which the target may still be reached another way (other phone, letter).
-PHONE_REFUSALS = frozenset({"do_not_call", "phone_unusable", "not_mobile"})
-
-
-def plan_follow_up(
-    session: Session,
-    attempt: Attempt,
-    window: CallingWindow,
-    policy: PlanPolicy,
-    now: datetime,
-) -> Attempt | None:
-    """Schedule what follows a final attempt (retry, SMS, operator, letter), in the caller's
-    transaction; marks the attempt as followed up so it is planned exactly once."""
-    if attempt.follow_up_planned:
-        return None
-    attempt.follow_up_planned = True
-    outcome = _planner_outcome(attempt)
-    person = session.get(Person, attempt.person_id) if attempt.person_id else None
-    if outcome is None or person is None or person.status is not TargetStatus.ACTIVE:
-        return None
-    if _already_planned(session, attempt, outcome):
-        return None
-    if attempt.phone_id is not None:
-        if outcome == WRONG_NUMBER:
-            _mark_phone(session, attempt.phone_id, PhoneStatus.WRONG_NUMBER)
-        elif attempt.refusal_reason == "do_not_call":
-            _mark_phone(session, attempt.phone_id, PhoneStatus.OPTED_OUT)
-    history = history_of(session, person.id)
-    phones = _phone_views(session, attempt.campaign_id, person.id).get(person.id, [])
-    contact = next_contact(outcome, history, phones, window, now, policy)
-    if contact is None:
-        return None
-    sequence = _last_sequence(session, person.id) + 1
-    follow_up = Attempt(**_attempt_row(attempt.campaign_id, person.id, contact, sequence))
-    session.add(follow_up)
-    return follow_up
-
-
-def _already_planned(session: Session, attempt: Attempt, outcome: str) -> bool:
-    """One open contact per target at a time: the call session may have queued an SMS the
-    resident asked for, or a callback request the operators' queue serves."""
-    open_attempt = select(Attempt.id).where(
-        Attempt.person_id == attempt.person_id,
-        Attempt.id != attempt.id,
-        Attempt.status.in_((AttemptStatus.SCHEDULED, *IN_FLIGHT)),
-    )
-    if session.scalars(open_attempt.limit(1)).first() is not None:
-        return True
-    if outcome != CALLBACK_REQUESTED:
-        return False
-    callback = select(CallbackRequest.id).where(CallbackRequest.attempt_id == attempt.id)
-    return session.scalars(callback.limit(1)).first() is not None
-
-
-def _planner_outcome(attempt: Attempt) -> str | None:
-    if attempt.status is AttemptStatus.REFUSED:
-        return NO_ANSWER if attempt.refusal_reason in PHONE_REFUSALS else None
-    return attempt.outcome_code or attempt.carrier_result
-
-
-def history_of(session: Session, person_id: int) -> list[PastAttempt]:
-    """The target's contacts that went out (or may have: a lost claim counts from its claim)."""
-    rows = session.execute(
-        select(Attempt.channel, Attempt.phone_id, Attempt.started_at, Attempt.claimed_at)
-        .add_columns(Attempt.outcome_code, Attempt.carrier_result)
-        .where(
-            Attempt.person_id == person_id,
-            Attempt.status.in_((AttemptStatus.COMPLETED, *IN_FLIGHT)),
-            Attempt.channel.in_((*AUTOMATED, Channel.OPERATOR)),
-        )
-    ).tuples()
-    history = [
-        PastAttempt(channel, phone_id, started or claimed, outcome or result)
-        for channel, phone_id, started, claimed, outcome, result in rows
-        if (started or claimed) is not None
-    ]
-    return sorted(history, key=lambda past: past.started_at)
-
-
-def _phone_views(
-    session: Session, campaign_id: int, person_id: int | None = None
-) -> dict[int, list[PhoneView]]:
-    query = select(Phone.person_id, Phone.id, Phone.kind, Phone.status).where(
-        Phone.campaign_id == campaign_id
-    )
-    if person_id is not None:
-        query = query.where(Phone.person_id == person_id)
-    views: dict[int, list[PhoneView]] = {}
-    for owner, phone_id, kind, status in session.execute(
-        query.order_by(Phone.person_id, Phone.position)
-    ).tuples():
-        views.setdefault(owner, []).append(PhoneView(phone_id, kind, status is PhoneStatus.USABLE))
-    return views
-
-
-def _mark_phone(session: Session, phone_id: int, status: PhoneStatus) -> None:
-    phone = session.get(Phone, phone_id)
-    if phone is not None and phone.status is PhoneStatus.USABLE:
-        phone.status = status
-
-
-def _last_sequence(session: Session, person_id: int) -> int:
-    query = select(func.max(Attempt.sequence_no)).where(Attempt.person_id == person_id)
-    return session.scalar(query) or 0
-
-
-def _attempt_row(
-    campaign_id: int, person_id: int, contact: PlannedContact, sequence: int
-) -> dict[str, Any]:
-    return {
-        "campaign_id": campaign_id,
-        "person_id": person_id,
-        "phone_id": contact.phone_id,
-        "channel": contact.channel,
-        "sequence_no": sequence,
-        "status": AttemptStatus.SCHEDULED,
-        "scheduled_at": contact.not_before,
-        "idempotency_key": f"c{campaign_id}-p{person_id}-{sequence}-{uuid.uuid4().hex[:16]}",
-    }
-
-
-def _chunks(rows: list[dict[str, Any]], size: int = 2000) -> list[list[dict[str, Any]]]:
-    return [rows[start : start + size] for start in range(0, len(rows), size)]
 
 
 # --------------------------------------------------------------------------- commands
@@ -408,3 +263,7 @@ def attempt_counts(session: Session, campaign_id: int) -> dict[str, dict[str, in
     ).tuples()
     by_status["refused_by_reason"] = {str(reason): count for reason, count in refusals}
     return by_status
+
+
+def _chunks(rows: list[dict[str, Any]], size: int = 2000) -> list[list[dict[str, Any]]]:
+    return [rows[start : start + size] for start in range(0, len(rows), size)]

@@ -4,7 +4,7 @@ One tick:
 
 1. releases the pacing reservations of calls that have ended;
 2. plans the follow-up of every final attempt not yet followed up (retry, SMS, operator,
-   letter; see :func:`dialer.campaigns.plan_follow_up`);
+   letter; see :func:`dialer.followups.plan_follow_ups`);
 3. stops if the active exclusion list is missing or stale (R-6): nothing is claimed;
 4. claims due attempts (``SCHEDULED``, ``scheduled_at <= now``, campaign ``RUNNING``) with
    ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, marking them ``CLAIMED`` with
@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from dialer import campaigns
+from dialer import campaigns, followups
 from dialer.clock import Clock
 from dialer.dispatch_facts import (
     DialOrder,
@@ -206,12 +206,9 @@ class Dispatcher:
                 .order_by(Attempt.id)
                 .limit(FOLLOW_UP_BATCH)
             ).all()
-            planned = 0
-            for attempt in finished:
-                follow_up = campaigns.plan_follow_up(
-                    session, attempt, self.window, self.config.policy, now
-                )
-                planned += follow_up is not None
+            planned = followups.plan_follow_ups(
+                session, finished, self.window, self.config.policy, now
+            )
         return planned
 
     def _exclusion_gate(self) -> Refusal | None:
@@ -350,7 +347,7 @@ class Dispatcher:
         attempt.ended_at = now
         session.flush()
         record_attempt_result(session, attempt)
-        campaigns.plan_follow_up(session, attempt, self.window, self.config.policy, now)
+        followups.plan_follow_up(session, attempt, self.window, self.config.policy, now)
 
     # ------------------------------------------------------------------ the carrier
 
@@ -426,7 +423,7 @@ class Dispatcher:
             attempt.ended_at = now
             session.flush()
             record_attempt_result(session, attempt)
-            campaigns.plan_follow_up(session, attempt, self.window, self.config.policy, now)
+            followups.plan_follow_up(session, attempt, self.window, self.config.policy, now)
 
     def _send_sms(self, order: DialOrder, report: TickReport) -> bool:
         if self.pacer.reserve_sms() is not PaceVerdict.GRANTED:
@@ -473,7 +470,7 @@ class Dispatcher:
             attempt.outcome_code = SMS_SENT
             session.flush()
             record_attempt_result(session, attempt)
-            campaigns.plan_follow_up(session, attempt, self.window, self.config.policy, now)
+            followups.plan_follow_up(session, attempt, self.window, self.config.policy, now)
 
     # ------------------------------------------------------------------ helpers
 

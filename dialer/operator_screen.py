@@ -96,8 +96,11 @@ def _receivable_lines(person: Person) -> list[ReceivableLine]:
 def open_call_screen(
     session: Session, keyring: KeyRing, attempt_id: int, user_id: int
 ) -> CallScreen:
-    """The call screen of a target this operator holds; receivables only after 本人確認."""
+    """The call screen of the target this operator holds now (not of finished calls: no
+    browsing back through earlier targets); receivables only after 本人確認."""
     attempt = held_attempt(session, attempt_id, user_id)
+    if attempt.status is not AttemptStatus.CLAIMED:
+        raise Conflict("この通話は記録済みです。次の対象者へ進んでください")
     person = session.get(Person, attempt.person_id) if attempt.person_id else None
     campaign = session.get(Campaign, attempt.campaign_id)
     if person is None or campaign is None:

@@ -293,12 +293,16 @@ def new_operator_attempt(
 def release(session: Session, attempt_id: int, user_id: int) -> None:
     """Give a claimed, untouched target back to the queue (e.g. the operator must leave)."""
     attempt = held_attempt(session, attempt_id, user_id)
+    if attempt.status is not AttemptStatus.CLAIMED:
+        raise Conflict("この通話は記録済みです")
     if attempt.inbound or attempt.idempotency_key.startswith("callback:"):
         attempt.status = AttemptStatus.CANCELLED
         _reopen_callback(session, attempt.id)
     else:
         attempt.status = AttemptStatus.SCHEDULED
         attempt.claimed_by = attempt.claimed_at = attempt.operator_id = None
+        # the next operator checks identity again before anything is disclosed
+        attempt.identity_confirmed_at = attempt.answered_at = attempt.started_at = None
     audit.record(
         session,
         actor=f"user:{user_id}",

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from dialer import campaigns
+from dialer import followups
 from dialer.clock import Clock
 from dialer.pacing import release_attempt
 from dialer.planner import LOST, PlanPolicy
@@ -68,7 +68,7 @@ def reconcile(
                 kept += 1
                 continue
             _mark_lost(session, attempt, now)
-            campaigns.plan_follow_up(session, attempt, window, policy, now)
+            followups.plan_follow_up(session, attempt, window, policy, now)
             released.append((attempt.idempotency_key, _digest(session, attempt)))
             lost += 1
     if coordination is not None:

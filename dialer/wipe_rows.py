@@ -14,7 +14,7 @@ are switched off for the erasing transaction: SQLite ``PRAGMA foreign_keys=OFF``
 connection (restored when it returns to the pool); PostgreSQL ``SET LOCAL
 session_replication_role = replica`` where the role may set it (superuser, or PostgreSQL 15+
 ``GRANT SET ON PARAMETER``), otherwise the database keeps checking, which is slower but
-equally correct.
+equally correct. The SQLite connection also gets a large page cache for the transaction.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ EXTRA_PERSONAL: dict[str, frozenset[str]] = {
     "attempts": frozenset({"carrier_ref", "promise_date", "promise_amount_yen"}),
 }
 BATCH_IDS = 100_000  # primary-key span per DELETE: bounds PostgreSQL's per-statement queues
-_FK_RELAXED = "dunning_wipe_foreign_keys_off"
+_FK_RELAXED = "dunning_wipe_foreign_keys_off"  # connection info key: the cache size to restore
+WIPE_CACHE_KIB = 262_144  # SQLite page cache of the wiping connection (grows only as needed)
 
 
 def _table(model: type[Base]) -> Table:
@@ -210,10 +211,12 @@ def assert_no_outside_references(session: Session, campaign_id: int) -> None:
             )
 
 
-def _restore_foreign_keys(dbapi_connection: Any, record: Any) -> None:
-    if record.info.pop(_FK_RELAXED, False):
+def _restore_sqlite_connection(dbapi_connection: Any, record: Any) -> None:
+    cache_size = record.info.pop(_FK_RELAXED, None)
+    if cache_size is not None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA cache_size={int(cache_size)}")
         cursor.close()
 
 
@@ -234,10 +237,14 @@ def relax_reference_checks(session: Session) -> bool:
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         engine = connection.engine
-        if not event.contains(engine, "checkin", _restore_foreign_keys):
-            event.listen(engine, "checkin", _restore_foreign_keys)
-        connection.connection.info[_FK_RELAXED] = True
+        if not event.contains(engine, "checkin", _restore_sqlite_connection):
+            event.listen(engine, "checkin", _restore_sqlite_connection)
+        previous = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        connection.connection.info[_FK_RELAXED] = previous
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        # a page cache that holds the indexes being emptied, so pages are not spilled to the
+        # WAL again and again inside the one big transaction
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{WIPE_CACHE_KIB}")
         return True
     if connection.dialect.name == "postgresql" and _may_set_replication_role(session):
         session.execute(text("SET LOCAL session_replication_role = replica"))

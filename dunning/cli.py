@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dunning.cli_report import letters_command, report_app
 from dunning.cli_sync import export_app, sync_app
 from dunning.cli_users import users_app
 from dunning.wiring import Services, build_services, configure_logging
@@ -29,6 +30,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(sync_app, name="sync")
 app.add_typer(export_app, name="export")
+app.add_typer(report_app, name="report")
+app.command("letters")(letters_command)
 
 out = Console()
 err = Console(stderr=True)

@@ -13,17 +13,17 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from dunning.wiring import Services, build_services, configure_logging
 from kernel.calendar import TOKYO
-from kernel.errors import ConfigurationError, DunningError, InvalidInput
+from kernel.errors import InvalidInput
 from kernel.settings import get_settings
 from sync import normalize
 from sync.exclusions import load_exclusions, parse_as_of
-from sync.importer import ImportSummary, import_file, import_sql
+from sync.importer import ImportSummary, import_file
 from sync.results import export_results, load_results_layout
+from sync.sources import parse_source as parse_source  # re-exported for callers and tests
+from sync.sources import run_configured_sources
 
 sync_app = typer.Typer(
     help="取込: arrears exports (CSV/TSV/fixed-width/SQL) into draft campaigns.",
@@ -169,77 +169,31 @@ def import_command(
     _emit(summary, as_json)
 
 
-def parse_source(entry: str) -> tuple[str, str, str | None]:
-    """``csv:PATH``, ``tsv:PATH``, ``fixed:PATH;layout=NAME``, ``sql:URL#VIEW_OR_QUERY``;
-    any of them may end with ``;layout=NAME``. Returns (kind, target, layout)."""
-    kind, _, rest = entry.partition(":")
-    layout: str | None = None
-    if ";layout=" in rest:
-        rest, _, layout = rest.rpartition(";layout=")
-    if kind not in ("csv", "tsv", "fixed", "sql") or not rest:
-        raise ConfigurationError(f"setting sync.sources: cannot read source {entry!r}")
-    if kind == "fixed" and not layout:
-        raise ConfigurationError(f"setting sync.sources: {entry!r} needs ;layout=NAME")
-    if kind == "sql" and "#" not in rest:
-        raise ConfigurationError(f"setting sync.sources: {entry!r} needs URL#view")
-    return kind, rest, layout
-
-
-def shown(entry: str) -> str:
-    """A source entry fit for logs: SQL URLs without their password or query."""
-    kind, _, rest = entry.partition(":")
-    if kind != "sql":
-        return entry
-    try:
-        return "sql:" + make_url(rest.partition("#")[0]).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "sql:(invalid URL)"
-
-
-def _run_source(services: Services, entry: str, as_of: date | None) -> ImportSummary:
-    kind, target, layout = parse_source(entry)
-    settings = services.settings
-    if kind != "sql":
-        return import_file(
-            services.database, services.keyring, settings.sync, Path(target),
-            layout=layout, as_of=as_of, actor=ACTOR,
-        )  # fmt: skip
-    url, _, view = target.partition("#")
-    stamp = datetime.now(TOKYO).strftime("%Y%m%d%H%M%S")
-    rejects = settings.var_dir / "rejects" / f"sql-{stamp}.csv"
-    rejects.parent.mkdir(parents=True, exist_ok=True)
-    return import_sql(
-        services.database, services.keyring, settings.sync, url, view,
-        rejects_path=rejects, layout=layout, as_of=as_of, actor=ACTOR,
-    )  # fmt: skip
-
-
 @sync_app.command("run")
 def run_command(
     as_of: Annotated[str | None, typer.Option(help="Evaluation date (default today).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Import every source in settings.sync.sources (each into its own draft campaign)."""
-    failures = 0
-    results: list[dict[str, object]] = []
     with _services() as services:
-        sources = services.settings.sync.sources
-        if not sources:
-            raise ConfigurationError("setting sync.sources is empty: nothing to import")
-        for entry in sources:
-            try:
-                summary = _run_source(services, entry, _as_of(as_of))
-            except DunningError as error:
-                failures += 1
-                results.append({"source": shown(entry), "error": str(error)})
-                err.print(f"[red]error[/red] {shown(entry)}: {error}", highlight=False)
-                continue
-            results.append(summary.to_dict())
-            if not as_json:
-                _print_summary(summary)
+        settings = services.settings
+        outcomes = run_configured_sources(
+            services.database,
+            services.keyring,
+            settings.sync,
+            ACTOR,
+            _as_of(as_of),
+            rejects_dir=settings.var_dir / "rejects",
+        )
+    for outcome in outcomes:
+        if outcome.summary is None:
+            err.print(f"[red]error[/red] {outcome.source}: {outcome.error}", highlight=False)
+        elif not as_json:
+            _print_summary(outcome.summary)
     if as_json:
+        results = [outcome.to_dict() for outcome in outcomes]
         typer.echo(json.dumps({"sources": results}, ensure_ascii=False))
-    if failures:
+    if any(outcome.summary is None for outcome in outcomes):
         raise typer.Exit(1)
 
 

@@ -12,14 +12,18 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dialer.campaigns import STATUS_LABELS_JA
 from dialer.wipe import StoredCertificate, latest_certificate, wipe_campaign
 from dunning.wiring import Services, build_services, configure_logging
+from kernel.calendar import TOKYO
+from kernel.models import CampaignStatus
 from kernel.settings import get_settings
 
 out = Console()
@@ -75,22 +79,42 @@ def _print_json(payload: dict[str, Any]) -> None:
     typer.echo(json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True))
 
 
+def _tokyo(value: Any) -> str:
+    """An ISO timestamp of the certificate shown in Japan time."""
+    if not value:
+        return "(未完了)"
+    moment = datetime.fromisoformat(str(value)).astimezone(TOKYO)
+    return f"{moment:%Y-%m-%d %H:%M:%S} (日本時間)"
+
+
+def _status_ja(value: str) -> str:
+    try:
+        return STATUS_LABELS_JA[CampaignStatus(value)]
+    except ValueError:
+        return value
+
+
 def _print_certificate(body: dict[str, Any], sha256: str, certificate_id: int) -> None:
     title = f"データ消去証明書 #{certificate_id} (催告 #{body.get('campaign_id')})"
     table = Table(title=title, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("催告名", str(body.get("campaign_name", "")))
-    table.add_row("消去前の状態", str(body.get("from_status", "")))
+    table.add_row("消去前の状態", _status_ja(str(body.get("from_status", ""))))
     if body.get("forced"):
         table.add_row("[red]強制消去の理由[/red]", str(body.get("forced_reason", "")))
+    table.add_row("[bold]消去・処理した内容[/bold]", "")
     for key, count in body.get("erased", {}).items():
-        table.add_row(f"消去: {ERASED_LABELS.get(key, key)}", f"{count:,} 件")
+        table.add_row(f"  {ERASED_LABELS.get(key, key)}", f"{count:,} 件")
     methods = [METHOD_LABELS.get(m, m) for m in body.get("method", [])]
     table.add_row("方法", "、".join(methods))
     storage = body.get("storage", {})
-    table.add_row("データベース", f"{storage.get('engine', '?')} (VACUUM 済)")
+    vacuum = "VACUUM FULL" if storage.get("full") else "VACUUM"
+    done = "済" if storage.get("vacuumed") else "未完了"
+    table.add_row("データベース", f"{storage.get('engine', '?')} ({vacuum} {done})")
     table.add_row("実施者", str(body.get("erased_by", "")))
-    table.add_row("開始", str(body.get("started_at", "")))
-    table.add_row("終了", str(body.get("finished_at", "")))
+    table.add_row("開始", _tokyo(body.get("started_at")))
+    table.add_row("終了", _tokyo(body.get("finished_at")))
     out.print(table)
     out.print(f"SHA-256: {sha256}", soft_wrap=True)
 

@@ -15,6 +15,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import (
     Flowable,
     Image,
+    KeepTogether,
     PageBreak,
     Paragraph,
     SimpleDocTemplate,
@@ -39,10 +40,11 @@ def register_font(font: Path, name: str = FONT_NAME) -> str:
     return name
 
 
-def _styles(font: str) -> tuple[ParagraphStyle, ParagraphStyle]:
+def _styles(font: str) -> tuple[ParagraphStyle, ParagraphStyle, ParagraphStyle]:
     title = ParagraphStyle("title", fontName=font, fontSize=16, leading=22, spaceAfter=6)
     heading = ParagraphStyle("heading", fontName=font, fontSize=11, leading=16, spaceBefore=8)
-    return title, heading
+    body = ParagraphStyle("body", fontName=font, fontSize=9, leading=13)
+    return title, heading, body
 
 
 def _table_style(font: str) -> TableStyle:
@@ -65,10 +67,12 @@ def _column_chunks(section: Section) -> list[list[int]]:
     return [list(range(keys)) + chunk for chunk in chunks]
 
 
-def _section_flowables(section: Section, font: str, heading: ParagraphStyle) -> list[Flowable]:
+def _section_flowables(
+    section: Section, font: str, heading: ParagraphStyle, body: ParagraphStyle
+) -> list[Flowable]:
     flowables: list[Flowable] = [Paragraph(section.title, heading)]
-    if not section.rows:
-        return [*flowables, Paragraph("該当なし", heading)]
+    if not section.rows or len(section.header) < 2:
+        return [KeepTogether([*flowables, Paragraph("該当なし", body)])]
     for columns in _column_chunks(section):
         data = [[section.header[i] for i in columns]]
         data += [[format_cell(row[i]) for i in columns] for row in section.rows]
@@ -88,7 +92,7 @@ def _chart(report: Report, name: str, font_path: Path) -> Image:
 
 def pdf_bytes(report: Report, font_path: Path) -> bytes:
     font = register_font(font_path)
-    title, heading = _styles(font)
+    title, heading, body = _styles(font)
     story: list[Flowable] = [
         Paragraph(report.title, title),
         Paragraph(
@@ -97,7 +101,7 @@ def pdf_bytes(report: Report, font_path: Path) -> bytes:
         ),
     ]
     for section in report_sections(report):
-        story += _section_flowables(section, font, heading)
+        story += _section_flowables(section, font, heading, body)
     story += [
         PageBreak(),
         _chart(report, "funnel", font_path),

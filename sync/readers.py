@@ -137,6 +137,7 @@ class _LineFeed:
     encoding: str
     bad: dict[int, str] = field(default_factory=dict)
     position: int = 0
+    end: int | None = None  # stop after the line that reaches this byte offset
 
     def __iter__(self) -> Iterator[str]:
         if _is_wide(self.encoding):
@@ -156,6 +157,8 @@ class _LineFeed:
             if cp932 and not raw.isascii() and _decodes(raw, "utf-8"):
                 self.bad[number] = "encoding_mismatch"
             yield text
+            if self.end is not None and self.position >= self.end:
+                return
 
     def _wide_lines(self) -> Iterator[str]:
         text = io.TextIOWrapper(self.handle, encoding=self.encoding, errors="replace", newline="")
@@ -245,20 +248,32 @@ class CsvSource:
         raise InvalidInput(f"{self.name}: 見出し行がありません (空白行のみ)")
 
     def records(self) -> Iterator[RawRecord]:
+        return self.records_in(0, None, 0)
+
+    def records_in(self, start: int, end: int | None, lines_before: int) -> Iterator[RawRecord]:
+        """The records from byte ``start`` (a record boundary, see ``sync.parallel``) up to
+        byte ``end``; line numbers count the ``lines_before`` physical lines before ``start``.
+        The header row is skipped when reading from the beginning of the file."""
         self.blank_records = 0
+        if start and _is_wide(self.encoding):
+            raise ValueError("UTF-16 files are read from the beginning only")
         with self.path.open("rb") as handle:
-            feed = _LineFeed(handle, self.encoding)
+            handle.seek(start)
+            feed = _LineFeed(handle, self.encoding, position=start, end=end)
             reader = csv.reader(feed, delimiter=self.delimiter, strict=True)
-            header_done = False
+            header_done = start > 0
             while True:
-                start = reader.line_num + 1
+                first = reader.line_num + 1
                 try:
                     cells = next(reader)
                 except StopIteration:
                     return
                 except csv.Error as error:
                     self.position = feed.position
-                    yield RawRecord(start, (), {}, "csv_syntax", str(error), reader.line_num)
+                    line_end = lines_before + reader.line_num
+                    yield RawRecord(
+                        lines_before + first, (), {}, "csv_syntax", str(error), line_end
+                    )
                     continue
                 self.position = feed.position
                 if not "".join(cells).strip():  # every cell blank
@@ -267,9 +282,11 @@ class CsvSource:
                 if not header_done:
                     header_done = True
                     continue
-                yield self._record(start, reader.line_num, cells, feed)
+                yield self._record(first, reader.line_num, cells, feed, lines_before)
 
-    def _record(self, start: int, end: int, cells: list[str], feed: _LineFeed) -> RawRecord:
+    def _record(
+        self, start: int, end: int, cells: list[str], feed: _LineFeed, lines_before: int
+    ) -> RawRecord:
         if self._pick is not None and len(cells) == len(self.header):
             values = dict(zip(self._keys, self._pick(cells), strict=True))
         else:
@@ -278,7 +295,9 @@ class CsvSource:
         detail = ""
         if problem is None and len(cells) != len(self.header):
             problem, detail = "column_count", f"{len(cells)}列 (見出しは{len(self.header)}列)"
-        return RawRecord(start, tuple(cells), values, problem, detail, end)
+        return RawRecord(
+            lines_before + start, tuple(cells), values, problem, detail, lines_before + end
+        )
 
 
 class FixedWidthSource:

@@ -144,7 +144,7 @@ class AgiChannel:
     async def read_environment(self) -> dict[str, str]:
         env: dict[str, str] = {}
         while True:
-            line = await self._line()
+            line = await self._line(self.timeout)
             if not line:
                 return env
             key, sep, value = line.partition(":")
@@ -152,13 +152,14 @@ class AgiChannel:
                 raise AgiProtocolError("malformed agi_ header line")
             env[key.strip()] = value.strip()
 
-    async def command(self, text: str) -> AgiReply:
+    async def command(self, text: str, *, unbounded: bool = False) -> AgiReply:
+        """Send one command and read its reply (``unbounded``: no read timeout, e.g. Dial)."""
         self.writer.write(text.encode() + b"\n")
         await self.writer.drain()
-        line = await self._line()
+        line = await self._line(None if unbounded else self.timeout)
         if line.startswith("520-"):
             while not line.startswith("520 "):
-                line = await self._line()
+                line = await self._line(self.timeout)
         reply = parse_reply(line)
         if reply.result == "-1":
             raise ChannelHungUp("result -1")
@@ -168,8 +169,8 @@ class AgiChannel:
         reply = await self.command(f"GET VARIABLE {name}")
         return reply.data if reply.result == "1" else None
 
-    async def _line(self) -> str:
-        raw = await asyncio.wait_for(self.reader.readline(), self.timeout)
+    async def _line(self, timeout: float | None) -> str:
+        raw = await asyncio.wait_for(self.reader.readline(), timeout)
         if not raw:
             raise ChannelHungUp("connection closed")
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -371,7 +372,8 @@ class FastAgiServer:
     async def _dial_operator(self, call: AgiCall) -> CallEvent:
         channel = call.channel
         await channel.command("SET VARIABLE DUNNING_TRANSFER operator")
-        await channel.command(f"EXEC Dial {quote(self.operator_dial)}")
+        # the reply comes when the operator's conversation ends: no read timeout
+        await channel.command(f"EXEC Dial {quote(self.operator_dial)}", unbounded=True)
         status = await channel.get_variable("DIALSTATUS")
         return call.event(transfer_ok=status == "ANSWER", raw={"dialstatus": status or ""})
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 TIMEOUT = "<timeout>"
 HANG_UP = "<hangup>"
+STALL = "<stall>"  # a reply override: never answer this command (Asterisk stuck)
 USAGE_520 = (
     "520-Invalid command syntax.  Proper usage follows:\n"
     "Usage: GET DATA <file to be streamed> [timeout] [maxdigits]\n"
@@ -123,6 +124,8 @@ class FakeAsteriskAgi:
             if reply == HANG_UP:
                 self._hang_up(stream)
                 return
+            if reply == STALL:
+                continue
             stream.write(reply.encode())
             if command.strip().upper() == "HANGUP":
                 self.transcript.ended_by = "server-hangup"

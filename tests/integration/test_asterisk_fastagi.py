@@ -16,7 +16,7 @@ from dialer.ports import AnsweredBy, CallStatus
 from ivr_scripts.model import OutcomeCode
 from tests.contract.harness_asterisk import CAMPAIGN_ID, fake_tts_command
 from tests.contract.scenarios import context
-from tests.fakes.agi_client import HANG_UP, TIMEOUT, AgiTranscript, FakeAsteriskAgi
+from tests.fakes.agi_client import HANG_UP, STALL, TIMEOUT, AgiTranscript, FakeAsteriskAgi
 from tests.fakes.memory_sink import MemoryCall, MemorySink
 
 KEY = "attempt-key-1"
@@ -187,3 +187,12 @@ def test_unknown_campaign_ends_politely(tmp_path: Path, sink: MemorySink) -> Non
     assert transcript.commands[-1] == "HANGUP"
     assert final_statuses(call) == [CallStatus.FAILED]
     assert not (tmp_path / "tts").exists()
+
+
+def test_a_reply_that_never_comes_times_out(tmp_path: Path, sink: MemorySink) -> None:
+    prompts = PromptStore(tmp_path, fake_tts_command())
+    campaigns = {KEY: CAMPAIGN_ID}
+    with FastAgiServer(sink, prompts, campaigns.get, port=0, command_timeout=0.3) as server:
+        call, transcript = run_call(server, sink, ["1"], replies={2: STALL})
+    assert final_statuses(call) == [CallStatus.FAILED]
+    assert transcript.commands[-1] == "HANGUP"

@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-import ivr_scripts.actions as act
 from dialer.carriers.twilio_webhooks import (
     answered_by,
     confidence,
@@ -24,7 +23,6 @@ from dialer.carriers.twilio_webhooks import (
 )
 from dialer.ports import (
     AnsweredBy,
-    CallEvent,
     CallStatus,
     InboundSms,
     SmsStatus,

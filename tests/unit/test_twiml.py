@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from twilio.twiml.voice_response import VoiceResponse
+
 import ivr_scripts.actions as act
 from dialer.carriers.twiml import FlowUrls, hang_up, render, voice_language
 from ivr_scripts.model import OutcomeCode, TimeBand
@@ -110,3 +112,20 @@ def test_voice_language() -> None:
     assert voice_language("ja") == "ja-JP"
     assert voice_language("en") == "en-US"
     assert voice_language("ja-JP") == "ja-JP"
+
+
+def test_the_document_is_what_voice_response_serializes() -> None:
+    expected = VoiceResponse()
+    gather = expected.gather(
+        action=URLS.gather,
+        input="dtmf speech",
+        language="ja-JP",
+        method="POST",
+        num_digits=1,
+        speech_timeout="auto",
+        timeout=6,
+        hints="はい,いいえ",
+    )
+    gather.say(QUESTION.text, language="ja-JP")
+    expected.redirect(URLS.no_input, method="POST")
+    assert render([QUESTION, CONFIRM], URLS, OPERATOR) == expected.to_xml()
