@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from agent_console.i18n import LANGUAGES, translator
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+TEMPLATES.env.auto_reload = False  # templates ship with the code; no stat() per render
 
 
 def language_of(request: Request) -> str:

@@ -74,8 +74,15 @@ async def next_target(ctx: Ctx, user: Operator) -> Response:
     return RedirectResponse(f"/operator/calls/{attempt_id}", status_code=303)
 
 
-@router.get("/calls/{attempt_id}")
-async def call_screen(request: Request, ctx: Ctx, user: Operator, attempt_id: int) -> Response:
+async def _render_call_screen(
+    request: Request,
+    ctx: ConsoleContext,
+    user: ConsoleUser,
+    attempt_id: int,
+    *,
+    error: str = "",
+    entered: dict[str, str] | None = None,
+) -> Response:
     def load() -> CallScreen:
         with ctx.database.unit_of_work() as session:
             return open_call_screen(session, ctx.keyring, attempt_id, user.user_id)
@@ -88,9 +95,15 @@ async def call_screen(request: Request, ctx: Ctx, user: Operator, attempt_id: in
         "reasons": HANDOFF_REASONS,
         "notes_max": ctx.settings.console.notes_max_chars,
         "click_to_call": _click_to_call(ctx),
-        "saved": request.query_params.get("saved") == "1",
+        "error": error,
+        "entered": entered or {},
     }
-    return render(request, "call_screen.html", values)
+    return render(request, "call_screen.html", values, status_code=422 if error else 200)
+
+
+@router.get("/calls/{attempt_id}")
+async def call_screen(request: Request, ctx: Ctx, user: Operator, attempt_id: int) -> Response:
+    return await _render_call_screen(request, ctx, user, attempt_id)
 
 
 @router.post("/calls/{attempt_id}/identity")
@@ -181,6 +194,7 @@ def _optional_amount(text: str) -> int | None:
 
 @router.post("/calls/{attempt_id}/save")
 async def save(
+    request: Request,
     ctx: Ctx,
     user: Operator,
     attempt_id: int,
@@ -194,16 +208,40 @@ async def save(
     handoff_reason: Annotated[str, Form(max_length=32)] = "",
     notes: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
+    entered = {
+        "result_code": result_code,
+        "promise_date": promise_date,
+        "promise_amount": promise_amount,
+        "payment_method": payment_method,
+        "slip_reissue": slip_reissue,
+        "transfer_recommended": transfer_recommended,
+        "callback_at": callback_at,
+        "handoff_reason": handoff_reason,
+        "notes": notes,
+    }
+    try:
+        await _store_call(ctx, user, attempt_id, entered)
+    except InvalidInput as problem:  # the form comes back with what was typed, and why
+        return await _render_call_screen(
+            request, ctx, user, attempt_id, error=str(problem), entered=entered
+        )
+    live.set_operator_state(ctx.coordination, user.user_id, "idle", ctx.now())
+    return RedirectResponse("/operator?saved=1", status_code=303)
+
+
+async def _store_call(
+    ctx: ConsoleContext, user: ConsoleUser, attempt_id: int, entered: dict[str, str]
+) -> None:
     form = CallForm(
-        result_code=result_code,
-        promise_date=_optional_date(promise_date, "約束日"),
-        promise_amount_yen=_optional_amount(promise_amount),
-        payment_method=payment_method,
-        slip_reissue=slip_reissue == "yes",
-        transfer_recommended=transfer_recommended == "yes",
-        callback_at=_optional_local_datetime(callback_at),
-        handoff_reason=handoff_reason,
-        notes=notes.replace("\r\n", "\n"),
+        result_code=entered["result_code"],
+        promise_date=_optional_date(entered["promise_date"], "約束日"),
+        promise_amount_yen=_optional_amount(entered["promise_amount"]),
+        payment_method=entered["payment_method"],
+        slip_reissue=entered["slip_reissue"] == "yes",
+        transfer_recommended=entered["transfer_recommended"] == "yes",
+        callback_at=_optional_local_datetime(entered["callback_at"]),
+        handoff_reason=entered["handoff_reason"],
+        notes=entered["notes"].replace("\r\n", "\n"),
     )
     console = ctx.settings.console
     policy = FollowUpPolicy(ctx.calling_window, console.operator_retry_limit)
@@ -222,8 +260,6 @@ async def save(
             )
 
     await run_in_threadpool(store)
-    live.set_operator_state(ctx.coordination, user.user_id, "idle", ctx.now())
-    return RedirectResponse("/operator?saved=1", status_code=303)
 
 
 @router.post("/calls/{attempt_id}/release")

@@ -24,6 +24,7 @@ import os
 import platform
 import random
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -116,6 +117,12 @@ def _prepare(url: str, persons: int, operators: int, workdir: Path) -> tuple[int
     database.dispose()
     names = sorted(name for name in world.user_ids if name.startswith("op.load"))
     return len(world.attempt_ids), names
+
+
+def _children_cpu_seconds() -> float:
+    """CPU time of the waited-for child processes: the server and its workers, once ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _free_port() -> int:
@@ -318,6 +325,8 @@ def _record(
         ),
         f"| **all pages** | {summary['requests']} | {summary['p50']:.1f} | {summary['p95']:.1f} |",
         "",
+        f"- server CPU per request (all worker processes, excluding PostgreSQL and Redis): "
+        f"{summary['server_cpu_ms']:.1f} ms",
         f"- p99 {summary['p99']:.1f} ms; target p95 <= {TARGET_P95_MS:.0f} ms met: {verdict}",
         f"- claims: {summary['claims']} ({summary['claims_per_s']:.1f}/s); double assignments: "
         f"{summary['doubles_client']} (clients), {summary['doubles_db']} (database audit)",
@@ -386,6 +395,7 @@ def main() -> None:
         _say(f"queued {queued} operator calls for {len(names)} operators")
         process, base = _start_server(url, args.redis if use_redis else "", workers)
         load = " ".join(f"{value:.1f}" for value in os.getloadavg())
+        cpu_before = _children_cpu_seconds()
         try:
             tally, elapsed = asyncio.run(
                 _run_load(base, names, PASSWORD, args.duration, args.think)
@@ -393,8 +403,11 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
+        server_cpu = _children_cpu_seconds() - cpu_before
         summary = _summary(tally, elapsed, _database_doubles(url), load)
+        summary["server_cpu_ms"] = 1000 * server_cpu / max(1, summary["requests"])
         _print(summary)
+        _say(f"server CPU per request: {summary['server_cpu_ms']:.1f} ms")
         if not args.quick:
             _record(summary, args, workers, use_redis, queued, " ".join(["python", *sys.argv]))
     finally:

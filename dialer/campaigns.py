@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from dialer.followups import AUTOMATED, IN_FLIGHT, attempt_row, phone_views
@@ -221,7 +221,7 @@ def _has_automated_work(session: Session, campaign_id: int) -> bool:
         and_(
             Attempt.status.in_((AttemptStatus.COMPLETED, AttemptStatus.REFUSED)),
             Attempt.channel.in_(AUTOMATED),
-            Attempt.follow_up_planned.is_(False),
+            Attempt.follow_up_planned == false(),
         ),
     )
     query = select(Attempt.id).where(Attempt.campaign_id == campaign_id, pending).limit(1)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, false, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -200,7 +200,7 @@ class Dispatcher:
                 .where(
                     Attempt.status.in_((AttemptStatus.COMPLETED, AttemptStatus.REFUSED)),
                     Attempt.channel.in_(AUTOMATED),
-                    Attempt.follow_up_planned.is_(False),
+                    Attempt.follow_up_planned == false(),
                     Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED)),
                 )
                 .order_by(Attempt.id)

@@ -196,10 +196,15 @@ def _persons_with_open_contact(
 ) -> set[int]:
     if not person_ids:
         return set()
-    query = select(Attempt.person_id).where(
-        Attempt.person_id.in_(person_ids), Attempt.status.in_(OPEN), Attempt.id.not_in(finished)
+    # Filtered here, not in SQL: SQLite would otherwise walk the (status, time) index.
+    query = select(Attempt.person_id, Attempt.id, Attempt.status).where(
+        Attempt.person_id.in_(person_ids)
     )
-    return {person_id for person_id in session.scalars(query) if person_id is not None}
+    return {
+        person_id
+        for person_id, attempt_id, status in session.execute(query).tuples()
+        if person_id is not None and status in OPEN and attempt_id not in finished
+    }
 
 
 def _with_callback_request(session: Session, attempt_ids: set[int]) -> set[int]:

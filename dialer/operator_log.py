@@ -293,6 +293,15 @@ def find_callers(
                 str(record.get("name_kana") or ""),
             )
         )
+    for match in matches:  # each person shown is a view of personal data
+        audit.record(
+            session,
+            actor=f"user:{user_id}",
+            action="person.viewed",
+            object_type="person",
+            object_id=match.person_id,
+            detail={"page": "inbound_lookup"},
+        )
     audit.record(
         session,
         actor=f"user:{user_id}",

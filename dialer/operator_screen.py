@@ -13,7 +13,7 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dialer.operator_work import cipher_for, held_attempt
+from dialer.operator_work import CALLBACK_KEY_PREFIX, cipher_for, held_attempt
 from kernel import audit
 from kernel.errors import Conflict, NotFound
 from kernel.models import (
@@ -108,9 +108,15 @@ def open_call_screen(
     cipher = cipher_for(keyring, campaign)
     record = cipher.open_record(person.sealed_pii, "pii")
     confirmed = attempt.identity_confirmed_at is not None
-    band = session.scalars(
-        select(CallbackRequest.time_band).where(CallbackRequest.operator_attempt_id == attempt.id)
-    ).first()
+    band = (
+        session.scalars(
+            select(CallbackRequest.time_band).where(
+                CallbackRequest.operator_attempt_id == attempt.id
+            )
+        ).first()
+        if attempt.idempotency_key.startswith(CALLBACK_KEY_PREFIX)
+        else None
+    )
     _audit_view(session, user_id, person.id, "call_screen", receivables=confirmed)
     return CallScreen(
         attempt_id=attempt.id,

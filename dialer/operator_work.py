@@ -39,6 +39,7 @@ from kernel.pii import KeyRing, PiiCipher
 NOTES_FIELD = "notes"  # the cipher field of Attempt.sealed_notes (as sync.results reads it)
 HANDOFF_NOTES_FIELD = "handoff_notes"
 CLAIM_TRIES = 5
+CALLBACK_KEY_PREFIX = "callback:"  # idempotency key of the operator attempt for a callback
 
 #: The operator's result codes (fixed list; Japanese first).
 RESULT_CODES: dict[str, tuple[str, str]] = {
@@ -238,7 +239,12 @@ def _claim_callback(session: Session, user_id: int, moment: datetime) -> Claim |
         )
         if getattr(taken, "rowcount", 0) == 1:
             attempt = new_operator_attempt(
-                session, row.campaign_id, row.person_id, user_id, moment, f"callback:{row.id}"
+                session,
+                row.campaign_id,
+                row.person_id,
+                user_id,
+                moment,
+                f"{CALLBACK_KEY_PREFIX}{row.id}",
             )
             session.execute(
                 update(CallbackRequest)
@@ -295,7 +301,7 @@ def release(session: Session, attempt_id: int, user_id: int) -> None:
     attempt = held_attempt(session, attempt_id, user_id)
     if attempt.status is not AttemptStatus.CLAIMED:
         raise Conflict("この通話は記録済みです")
-    if attempt.inbound or attempt.idempotency_key.startswith("callback:"):
+    if attempt.inbound or attempt.idempotency_key.startswith(CALLBACK_KEY_PREFIX):
         attempt.status = AttemptStatus.CANCELLED
         _reopen_callback(session, attempt.id)
     else:

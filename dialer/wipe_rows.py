@@ -19,10 +19,13 @@ equally correct. The SQLite connection also gets a large page cache for the tran
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Result, Table, delete, event, func, literal, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from kernel.db import Database
@@ -39,6 +42,8 @@ from kernel.models import (
     Phone,
     Receivable,
 )
+
+log = logging.getLogger(__name__)
 
 DELETED_MODELS: tuple[type[Base], ...] = (Receivable, Phone, Person)  # children first
 REFERENCE_COLUMNS = frozenset({"person_id", "phone_id"})
@@ -260,7 +265,10 @@ def compact_storage(database: Database, *, full: bool = False) -> dict[str, Any]
 
     PostgreSQL: ``VACUUM`` frees dead tuples but leaves their bytes in pages still in use
     (ciphertext under the destroyed key); ``full`` rewrites the tables instead (``VACUUM
-    FULL``: an exclusive lock on each table while it is rewritten)."""
+    FULL``: an exclusive lock on each table while it is rewritten). Either way a transaction
+    still open anywhere on the server may keep just-deleted rows alive: the count it kept is
+    reported as ``dead_rows_kept`` (``None`` if the server's messages could not be read), and
+    those rows are removed by a later (auto)vacuum; they hold only crypto-shredded values."""
     engine = database.engine
     options = {"isolation_level": "AUTOCOMMIT"}
     with engine.connect().execution_options(**options) as connection:
@@ -270,10 +278,43 @@ def compact_storage(database: Database, *, full: bool = False) -> dict[str, Any]
             busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
             return {"engine": "sqlite", "vacuumed": True, "wal_truncated": busy == 0}
         tables = sorted(deleted_tables() | {scrub.table.name for scrub in scrub_plan()})
-        command = "VACUUM (FULL)" if full else "VACUUM"
+        kept = _vacuum_postgres(connection, tables, full)
+    if kept:
+        log.warning("wipe: %d dead rows kept by an open transaction until a later vacuum", kept)
+    return {
+        "engine": engine.dialect.name,
+        "vacuumed": True,
+        "full": full,
+        "tables": tables,
+        "dead_rows_kept": kept,
+    }
+
+
+_KEPT_PATTERNS = (
+    re.compile(r"(\d+) dead row versions cannot be removed yet"),
+    re.compile(r"(\d+) are dead but not yet removable"),
+)
+
+
+def _vacuum_postgres(connection: Connection, tables: list[str], full: bool) -> int | None:
+    """VACUUM (VERBOSE) each table; the dead rows the server could not remove yet, read from
+    its messages (``None`` when they do not say, e.g. in another language)."""
+    raw: Any = connection.connection.dbapi_connection
+    counts: list[int] = []
+
+    def on_notice(diagnostic: Any) -> None:
+        message = f"{diagnostic.message_primary or ''} {diagnostic.message_detail or ''}"
+        for pattern in _KEPT_PATTERNS:
+            counts.extend(int(found) for found in pattern.findall(message))
+
+    command = "VACUUM (FULL, VERBOSE)" if full else "VACUUM (VERBOSE)"
+    raw.add_notice_handler(on_notice)
+    try:
         for table in tables:
             connection.execute(text(f'{command} "{table}"'))
-        return {"engine": engine.dialect.name, "vacuumed": True, "full": full, "tables": tables}
+    finally:
+        raw.remove_notice_handler(on_notice)
+    return sum(counts) if counts else None
 
 
 def checkpoint_wal(database: Database) -> None:

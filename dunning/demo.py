@@ -15,14 +15,29 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from agent_console.accounts import ensure_demo_accounts
+from dialer import campaigns
+from dialer.clock import SimulatedClock
+from dialer.holdout import assign_holdout
+from dialer.wipe import wipe_campaign
+from dunning.demo_campaign import DemoCampaignRun, SimulationResult, simulation_start
 from dunning.wiring import Services, build_services, configure_logging, console_context
 from kernel import audit, migrate
 from kernel.calendar import TOKYO
+from kernel.errors import DunningError
 from kernel.settings import Settings, load_settings
+from reports.build import daily_report
+from reports.fonts import find_japanese_font
+from reports.letters import LetterJob, print_letters
+from reports.render import write_report
+from reports.scheduled import report_dir
 from sync.importer import ImportSummary, import_file
+from sync.results import export_results
 from sync.synthetic import write_export
 
 console = Console()
+DEMO_HOLDOUT_SHARE = 0.05
+DEMO_MAX_DAYS = 21
 
 
 @dataclass(frozen=True)
@@ -107,16 +122,170 @@ def run_demo(options: DemoOptions) -> None:
     _fresh_database(settings)
     services = build_services(settings)
     started = time.monotonic()
-    as_of = options.as_of or datetime.now(TOKYO).date()
+    clock = SimulatedClock(_simulation_start(services, options))
+    as_of = options.as_of or clock.now().astimezone(TOKYO).date()
     try:
         migrate.upgrade(services.database)
-        _import_stage(services, options, as_of)
+        summary = _import_stage(services, options, as_of)
+        if summary.campaign_id is None:
+            raise DunningError("the demo import created no campaign")
+        campaign_id = summary.campaign_id
+        _prepare_stage(services, campaign_id, clock)
+        result = _dialing_stage(services, campaign_id, clock, options)
+        _letters_stage(services, campaign_id)
+        _results_stage(services, campaign_id, result, options)
+        _reports_stage(services, campaign_id, result)
+        _wipe_stage(services, campaign_id)
+        _accounts_stage(services)
         _audit_stage(services)
     finally:
         services.close()
     console.print(f"[green]demo finished in {time.monotonic() - started:.1f} s[/green]")
     if options.serve:
         _serve(settings, options.port)
+
+
+def _simulation_start(services: Services, options: DemoOptions) -> datetime:
+    today = options.as_of or datetime.now(TOKYO).date()
+
+    def first_open(instant: datetime) -> datetime:
+        found = services.calling_window.next_open(instant)
+        if found is None:
+            raise DunningError("the calling window never opens: check [calling_window]")
+        return found
+
+    return simulation_start(today, first_open)
+
+
+def _prepare_stage(services: Services, campaign_id: int, clock: SimulatedClock) -> None:
+    _stage("3. 実施準備 (plan the first contacts, hold out 5%, start)")
+    with services.database.unit_of_work() as session:
+        campaign = campaigns.get_campaign(session, campaign_id)
+        campaign.holdout_share = DEMO_HOLDOUT_SHARE
+        held = assign_holdout(
+            session, campaign_id, seed=services.settings.simulator.seed, actor="demo"
+        )
+        planned = campaigns.prepare(
+            session, campaign_id, services.calling_window, clock.now(), "demo"
+        )
+        campaigns.command(session, campaign_id, "start", "demo")
+    console.print(
+        f"campaign {campaign_id}: {planned} first contacts planned, holdout {held.holdout}, "
+        f"simulated start {clock.now().astimezone(TOKYO):%Y-%m-%d %H:%M} (Asia/Tokyo)"
+    )
+
+
+def _dialing_stage(
+    services: Services, campaign_id: int, clock: SimulatedClock, options: DemoOptions
+) -> SimulationResult:
+    _stage("4. 架電・SMS (simulated carrier, IVR flow, accelerated clock)")
+    run = DemoCampaignRun(
+        services.settings,
+        services.database,
+        services.coordination,
+        services.keyring,
+        clock,
+        options.var_dir / "demo" / "exclusions.csv",
+    )
+    result = run.run(campaign_id, max_days=DEMO_MAX_DAYS)
+    table = Table(title="日別架電数 (IVR calls started per day)")
+    table.add_column("日付")
+    table.add_column("架電", justify="right")
+    for day, calls in result.calls_by_day.items():
+        table.add_row(f"{day:%Y-%m-%d (%a)}", str(calls))
+    console.print(table)
+    outcomes = Table(title="結果コード (outcomes, refusals and carrier results)")
+    outcomes.add_column("コード")
+    outcomes.add_column("件数", justify="right")
+    for code, count in result.outcomes.most_common():
+        outcomes.add_row(code, str(count))
+    console.print(outcomes)
+    state = "completed" if result.completed else "still running (time limit)"
+    console.print(
+        f"simulated {result.started.astimezone(TOKYO):%m-%d %H:%M} -> "
+        f"{result.finished.astimezone(TOKYO):%m-%d %H:%M}: campaign {state}"
+    )
+    _print_transcripts(result)
+    return result
+
+
+def _print_transcripts(result: SimulationResult) -> None:
+    for number, call in enumerate(result.transcripts, start=1):
+        console.rule(f"通話記録 {number} (transcript; synthetic resident)")
+        for line in call.lines:
+            console.print(f"[bold]{line.speaker}[/bold]: {line.text}")
+        console.print(f"[cyan]結果: {call.outcome or '-'}[/cyan]")
+
+
+def _letters_stage(services: Services, campaign_id: int) -> None:
+    _stage("5. 催告書 (letters for targets without a usable phone)")
+    settings = services.settings
+    job = LetterJob(
+        keyring=services.keyring,
+        municipality=settings.municipality,
+        letters=settings.letters,
+        font=find_japanese_font(settings.reports.font_path, settings.reports.font_name),
+        var_dir=settings.var_dir,
+    )
+    batch = print_letters(services.database, job, campaign_id, actor="demo")
+    console.print(
+        f"催告書: {batch.letters} letters, {batch.pages} pages -> {batch.pdf} "
+        f"(manifest {batch.manifest}); campaign data, erased with it by the wipe below"
+    )
+
+
+def _results_stage(
+    services: Services, campaign_id: int, result: SimulationResult, options: DemoOptions
+) -> None:
+    _stage("6. 結果返却 (results back to the arrears system)")
+    if not result.completed:
+        with services.database.unit_of_work() as session:
+            cancelled = campaigns.close(session, campaign_id, "demo")
+        console.print(f"closed the campaign: {cancelled} scheduled contacts cancelled")
+    out = options.var_dir / "demo" / f"results_campaign_{campaign_id}.csv"
+    exported = export_results(services.database, services.keyring, campaign_id, out, actor="demo")
+    console.print(
+        f"wrote {exported.path}: {exported.rows} rows, sha256 {exported.file_sha256[:16]}…"
+    )
+
+
+def _reports_stage(services: Services, campaign_id: int, result: SimulationResult) -> None:
+    _stage("7. 日報 (daily report, PDF and Excel)")
+    settings = services.settings
+    days = list(result.calls_by_day) or [result.finished.astimezone(TOKYO).date()]
+    busiest = max(days, key=lambda day: result.calls_by_day.get(day, 0))
+    font = find_japanese_font(settings.reports.font_path, settings.reports.font_name)
+    with services.database.read_only() as session:
+        report = daily_report(session, busiest, [campaign_id])
+    folder = report_dir(settings)
+    for fmt in ("pdf", "xlsx"):
+        path = write_report(report, fmt, folder / f"{report.slug}.{fmt}", font=font)
+        console.print(f"日報 {busiest}: {path}")
+
+
+def _wipe_stage(services: Services, campaign_id: int) -> None:
+    _stage("8. 消去 (wipe every piece of personal data; certificate)")
+    wiped = wipe_campaign(
+        services.database,
+        services.coordination,
+        services.settings.var_dir,
+        campaign_id,
+        actor="demo",
+    )
+    console.print_json(json.dumps(wiped.body, ensure_ascii=False, default=str))
+    console.print(f"certificate #{wiped.certificate_id} sha256 {wiped.sha256}")
+
+
+def _accounts_stage(services: Services) -> None:
+    _stage("9. デモ用アカウント (demo console accounts)")
+    with services.database.unit_of_work() as session:
+        accounts = ensure_demo_accounts(session, actor="demo")
+    table = Table()
+    for column in ("ユーザー", "パスワード", "役割"):
+        table.add_column(column)
+    for username, password, role in accounts:
+        table.add_row(username, password, role)
+    console.print(table)
 
 
 def _serve(settings: Settings, port: int) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent_console.context import ConsoleContext
+from dialer.sms import SmsCatalog, load_catalog
 from kernel.calendar import CallingWindow
 from kernel.coordination import Coordination, connect_coordination
 from kernel.db import Database
@@ -26,6 +28,14 @@ class Services:
     def close(self) -> None:
         self.coordination.close()
         self.database.dispose()
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+def sms_catalog(settings: Settings) -> SmsCatalog:
+    """The SMS templates (config/sms_templates.toml), checked against the municipality."""
+    return load_catalog(CONFIG_DIR / "sms_templates.toml", settings.municipality)
 
 
 def build_services(settings: Settings) -> Services:

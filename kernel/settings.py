@@ -150,9 +150,10 @@ class AsteriskSettings(BaseModel):
     ami_keepalive_seconds: float = Field(default=10.0, gt=0)
     reconnect_initial_seconds: float = Field(default=0.5, gt=0)
     reconnect_max_seconds: float = Field(default=30.0, gt=0)
-    # TTS argv (no shell): {text}, {out} (the .wav to write) and {voice} are substituted.
+    # TTS argv (no shell): {out} (the .wav to write), {voice}, {text} substituted; without
+    # {text} the text goes to stdin (kept out of the process list).
     tts_command: list[str] = Field(
-        default_factory=lambda: ["espeak-ng", "-v", "{voice}", "-w", "{out}", "{text}"]
+        default_factory=lambda: ["espeak-ng", "-v", "{voice}", "-w", "{out}", "--stdin"]
     )
     tts_voice: str = "ja"
     tts_timeout_seconds: float = Field(default=30.0, gt=0)

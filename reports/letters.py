@@ -99,7 +99,11 @@ def select_recipients(session: Session, campaign_id: int, *, follow_up: bool) ->
     """Active targets on the letter channel (plus, for a follow-up, active targets whose
     attempts never reached them in person), never holdout, paid or stopped ones, and none
     already sent a letter."""
-    lettered = exists().where(Attempt.person_id == Person.id, Attempt.channel == Channel.LETTER)
+    lettered = exists().where(
+        Attempt.person_id == Person.id,
+        Attempt.channel == Channel.LETTER,
+        Attempt.status == AttemptStatus.COMPLETED,
+    )  # a letter the planner only scheduled has not been printed yet
     query = select(Person).where(
         Person.campaign_id == campaign_id, Person.status == TargetStatus.ACTIVE, ~lettered
     )
@@ -278,19 +282,35 @@ def _record_letters(
 ) -> None:
     stamp = now.strftime("%Y%m%dT%H%M%S")
     kinds: Counter[str] = Counter()
+    planned = _planned_letters(session, campaign_id)
     for person in persons:
-        attempt = Attempt(
-            campaign_id=campaign_id, person_id=person.id, channel=Channel.LETTER,
-            status=AttemptStatus.COMPLETED, scheduled_at=now, started_at=now, ended_at=now,
-            idempotency_key=f"letter:{campaign_id}:{person.id}:{stamp}", outcome_code=OUTCOME,
-        )  # fmt: skip
-        session.add(attempt)
+        attempt = planned.get(person.id)
+        if attempt is None:
+            attempt = Attempt(
+                campaign_id=campaign_id, person_id=person.id, channel=Channel.LETTER,
+                scheduled_at=now, idempotency_key=f"letter:{campaign_id}:{person.id}:{stamp}",
+            )  # fmt: skip
+            session.add(attempt)
+        attempt.status, attempt.outcome_code = AttemptStatus.COMPLETED, OUTCOME
+        attempt.started_at = attempt.ended_at = now
         session.flush()
         aggregates.record_attempt_result(session, attempt)
         kinds.update({r.kind for r in person.receivables})
     aggregates.record_letters_printed(
         session, campaign_id=campaign_id, at=now, kinds=kinds, letters=len(persons)
     )
+
+
+def _planned_letters(session: Session, campaign_id: int) -> dict[int, Attempt]:
+    """Letter attempts the planner scheduled and nobody printed yet, by person."""
+    rows = session.scalars(
+        select(Attempt).where(
+            Attempt.campaign_id == campaign_id,
+            Attempt.channel == Channel.LETTER,
+            Attempt.status == AttemptStatus.SCHEDULED,
+        )
+    )
+    return {a.person_id: a for a in rows if a.person_id is not None}
 
 
 def _write_files(

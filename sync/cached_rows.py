@@ -56,6 +56,7 @@ class _Rejected:
 
 REJECTED: Final = _Rejected()
 TABLE_LIMIT = 65_536
+BLOCK_LIMIT = 4096  # a person's rows are usually next to each other
 NO_ISSUES: tuple[str, ...] = ()
 #: A field's outcome: its value and the issue codes it adds.
 Accepted = tuple[Any, tuple[str, ...]]
@@ -233,7 +234,7 @@ class CachedRowParser:
         found = cache.get(cells)
         if found is None:
             found = build(values)
-            if len(cache) >= TABLE_LIMIT:
+            if len(cache) >= BLOCK_LIMIT:
                 cache.clear()
             cache[cells] = found
         return found

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -32,14 +32,21 @@ from kernel.errors import InvalidInput
 from kernel.models import Channel, ImportBatch, PhoneStatus
 from kernel.pii import KeyRing
 from kernel.settings import SyncSettings
-from sync import loader, normalize
+from sync import loader, normalize, parallel
 from sync.cached_rows import CachedRowParser
 from sync.eligibility import Candidate, EligibilityPolicy, exclusion_rule
 from sync.layouts import Layout, load_layout
 from sync.merge import Merger, PersonGroup
 from sync.readers import CsvSource, FixedWidthSource, RawRecord, Source, SqlSource, sha256_file
 from sync.rejects import rejects_path_for, write_rejects
-from sync.rows import ParsedRow, Rejection, RowContext, person_key, policy_allows
+from sync.rows import (
+    ParsedRow,
+    Rejection,
+    RowContext,
+    person_key,
+    policy_allows,
+    rejected_person_key,
+)
 
 Progress = Callable[[int, int], None]
 PHONE_BUCKETS = ("MOBILE", "FIXED_LINE", "VOIP", "TOLL_FREE", "other", "invalid", "stale")
@@ -222,6 +229,20 @@ class _Job:
     # ------------------------------------------------------------------ first pass
 
     def collect(self, summary: ImportSummary) -> _Collected:
+        collected = None
+        if parallel.worth_parallel(self.source):
+            collected = self.collect_in_parallel(summary)
+        if collected is None:
+            collected = self.collect_sequentially(summary)
+        for result in collected.merger.finish():
+            if isinstance(result, Rejection):
+                collected.rejections[result.line_no] = [result]
+            else:
+                collected.groups.append(result)
+        summary.unknown_columns = list(self.source.unknown_columns)
+        return collected
+
+    def collect_sequentially(self, summary: ImportSummary) -> _Collected:
         context = RowContext(self.layout, self.as_of, self.settings.phone_max_age_years)
         parser = CachedRowParser(context)
         collected = _Collected()
@@ -233,36 +254,62 @@ class _Job:
             if record.problem is None and not allowed:
                 summary.rows_excluded["sharing_policy"] += 1
                 continue
-            self.take(record, parser.parse(record), collected, summary)
+            result = parser.parse(record)
+            protected = rejected_person_key(record) if isinstance(result, list) else None
+            self.take(record.line_no, result, protected, collected, summary)
         if self.progress:
             self.progress(self.source.position, self.source.total)
-        for result in collected.merger.finish():
-            if isinstance(result, Rejection):
-                collected.rejections[result.line_no] = [result]
-            else:
-                collected.groups.append(result)
-        summary.unknown_columns = list(self.source.unknown_columns)
         summary.blank_records = self.source.blank_records
+        return collected
+
+    def collect_in_parallel(self, summary: ImportSummary) -> _Collected | None:
+        """The first pass on worker processes, or None (nothing counted) when the file
+        cannot be cut at record boundaries; see :mod:`sync.parallel`."""
+        assert isinstance(self.source, CsvSource)
+        tasks = parallel.tasks_for(
+            self.source.path,
+            self.layout,
+            self.as_of,
+            self.settings.phone_max_age_years,
+            self.settings.sharing_policy,
+        )
+        scratch = ImportSummary(summary.source, summary.layout, summary.encoding)
+        collected = _Collected()
+        for chunk in parallel.collect_chunks(tasks):
+            if not chunk.clean_end:
+                return None
+            scratch.rows_read += chunk.rows_read
+            scratch.rows_excluded["sharing_policy"] += chunk.excluded_by_policy
+            scratch.blank_records += chunk.blank_records
+            for line_no, result, protected in chunk.entries:
+                self.take(line_no, result, protected, collected, scratch)
+            if self.progress:
+                self.progress(chunk.end, self.source.total)
+        summary.rows_read, summary.blank_records = scratch.rows_read, scratch.blank_records
+        summary.rows_excluded.update(+scratch.rows_excluded)
+        summary.field_issues.update(scratch.field_issues)
         return collected
 
     def take(
         self,
-        record: RawRecord,
+        line_no: int,
         result: ParsedRow | list[Rejection],
+        protected: str | None,
         collected: _Collected,
         summary: ImportSummary,
     ) -> None:
+        """One row of the first pass: rejected (remembering a protected person), or merged."""
         if isinstance(result, list):
-            collected.rejections[record.line_no] = result
-            if _raw_dv_flag(record) and (atena := _raw_atena(record)):
-                collected.dv_ids.add(person_key(atena))
+            collected.rejections[line_no] = result
+            if protected is not None:
+                collected.dv_ids.add(protected)
             return
         summary.field_issues.update(result.issues)
         if result.dv_protected:
             collected.dv_ids.add(person_key(result.person.atena_no))
         duplicate = collected.merger.add(result)
         if duplicate is not None:
-            collected.rejections[record.line_no] = [duplicate]
+            collected.rejections[line_no] = [duplicate]
 
     # ------------------------------------------------------------------ transaction
 
@@ -308,15 +355,15 @@ class _Job:
         collected: _Collected,
         summary: ImportSummary,
         exclusions: set[str],
-    ) -> list[loader.Target]:
-        """Evaluate every merged person; count the excluded, return the targets to insert."""
+    ) -> Iterator[loader.Target]:
+        """Evaluate every merged person; count the excluded, yield the targets to insert
+        (lazily: the counts are complete once the targets are consumed)."""
         policy = EligibilityPolicy(self.as_of, self.settings.carryover_limit_yen)
         existing = loader.campaign_refs(session, campaign_id)
         phones_of = loader.PhoneStatuses(
             loader.do_not_call_digests(session), loader.phone_digest(self.keyring)
         )
         person_digest = loader.person_digest(self.keyring)
-        targets: list[loader.Target] = []
         for group in collected.groups:
             ref = person_digest(group.person.atena_no)
             if ref in existing:
@@ -331,9 +378,9 @@ class _Job:
                 summary.persons_excluded[rule.value] += 1
                 summary.rows_excluded[rule.value] += len(group.items)
                 continue
-            targets.append(loader.make_target(group, ref, phones))
-            summary.channels[targets[-1].channel.value] += 1
-        return targets
+            target = loader.make_target(group, ref, phones)
+            summary.channels[target.channel.value] += 1
+            yield target
 
 
 def _candidate(

@@ -91,6 +91,17 @@ class Layout:
         """The field a (raw) header cell holds, or None for an unknown column."""
         return self.columns.get(header_key(header))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (worker processes read chunks): read-only mappings travel as dicts."""
+        if self is STANDARD:
+            return (_standard_layout, ())
+        tables = {key: dict(table) for key, table in self.code_tables.items()}
+        parts = (
+            self.name, self.format, self.encoding, dict(self.columns), self.fixed_fields,
+            self.skip_records, self.record_length, self.date_formats, tables, self.description,
+        )  # fmt: skip
+        return (_rebuilt_layout, parts)
+
     def label(self, key: str) -> str:
         """The name staff know a field by in this layout (for rejects and messages)."""
         if self is not STANDARD:
@@ -110,6 +121,29 @@ STANDARD = Layout(
     name="standard", columns=MappingProxyType(_standard_columns()), description="標準レイアウト"
 )
 _BY_LABEL = {header_key(label): key for key, label in FIELDS}
+
+
+def _standard_layout() -> Layout:
+    return STANDARD
+
+
+def _rebuilt_layout(
+    name: str,
+    fmt: str,
+    encoding: str | None,
+    columns: dict[str, str],
+    fixed_fields: tuple[FixedField, ...],
+    skip_records: int,
+    record_length: int | None,
+    date_formats: tuple[str, ...],
+    code_tables: dict[str, dict[str, str]],
+    description: str,
+) -> Layout:
+    tables = {key: MappingProxyType(table) for key, table in code_tables.items()}
+    return Layout(
+        name, fmt, encoding, MappingProxyType(columns), fixed_fields, skip_records,
+        record_length, date_formats, MappingProxyType(tables), description,
+    )  # fmt: skip
 
 
 def resolve_field(name: str, where: str) -> str:

@@ -21,7 +21,7 @@ CONFLICT = "person_conflict"
 DUPLICATE_ITEM = "duplicate_item"
 
 
-@dataclass
+@dataclass(slots=True)
 class PersonGroup:
     person: PersonFields
     lines: list[int] = field(default_factory=list)

@@ -98,7 +98,7 @@ def _mostly_utf8(sample: bytes, *, complete: bool) -> bool:
     return sum(valid) > len(valid) - sum(valid)
 
 
-def _is_wide(encoding: str) -> bool:
+def is_wide_encoding(encoding: str) -> bool:
     return codecs.lookup(encoding).name.startswith("utf-16")
 
 
@@ -140,7 +140,7 @@ class _LineFeed:
     end: int | None = None  # stop after the line that reaches this byte offset
 
     def __iter__(self) -> Iterator[str]:
-        if _is_wide(self.encoding):
+        if is_wide_encoding(self.encoding):
             yield from self._wide_lines()
             return
         encoding = self.encoding
@@ -255,7 +255,7 @@ class CsvSource:
         byte ``end``; line numbers count the ``lines_before`` physical lines before ``start``.
         The header row is skipped when reading from the beginning of the file."""
         self.blank_records = 0
-        if start and _is_wide(self.encoding):
+        if start and is_wide_encoding(self.encoding):
             raise ValueError("UTF-16 files are read from the beginning only")
         with self.path.open("rb") as handle:
             handle.seek(start)
@@ -311,7 +311,7 @@ class FixedWidthSource:
         if self.total == 0:
             raise InvalidInput(f"{path.name}: ファイルが空です (0バイト)")
         self.encoding = detect_encoding(path, layout.encoding or CP932)
-        if _is_wide(self.encoding):
+        if is_wide_encoding(self.encoding):
             raise InvalidInput(f"{path.name}: 固定長ファイルはUTF-16に対応していません")
         self.position = 0
         self.blank_records = 0

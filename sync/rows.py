@@ -183,6 +183,17 @@ def policy_allows(record: RawRecord, layout: Layout, policy: SharingPolicy) -> b
     return not policy.kinds or kind in {short_text(k) for k in policy.kinds}
 
 
+def rejected_person_key(record: RawRecord) -> str | None:
+    """The person key of a rejected record flagged 支援措置, if its 宛名番号 can be read: such
+    a person must leave no trace even when another of their rows was accepted."""
+    if normalize.normalize_text(record.values.get("dv_support", "")) in ("", "0"):
+        return None
+    try:
+        return person_key(normalize.normalize_person_id(record.values.get("atena_no", "")))
+    except normalize.NormalizationError:
+        return None
+
+
 def parse_row(record: RawRecord, context: RowContext) -> ParsedRow | list[Rejection]:
     """Validate and normalize one record; every problem that rejects it is listed."""
     if record.problem is not None:

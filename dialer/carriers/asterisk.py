@@ -42,6 +42,11 @@ Defects of the ``asterisk-ami`` package (0.1.7) guarded here:
 
 After a reconnect, calls that were in flight when the link dropped are reconciled against
 ``CoreShowChannels``: a channel Asterisk no longer has gets its final status.
+
+Wiring: :func:`build_asterisk` makes the carrier, the TTS prompt store and the FastAGI server
+(whose sink is the carrier's :class:`CallLedger`) from settings; ``AsteriskStack.start()``
+listens for AGI, then logs in to AMI. Each dialer node originates with its own
+``agi_host:agi_port`` in ``DUNNING_AGI`` and ignores AMI events of channels it did not place.
 """
 
 from __future__ import annotations
@@ -242,9 +247,15 @@ class AmiLink:
         self._supervisor.start()
 
     def stop(self) -> None:
+        """Log off politely (``Logoff`` -> ``Goodbye``), then close the link."""
         self._stop.set()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
+        if self.healthy:
+            try:
+                self.send("Logoff", {})
+            except AmiUnavailable:
+                log.debug("AMI logoff failed; closing anyway")
         self._drop()
 
     @property
@@ -368,12 +379,12 @@ class ChannelListing:
     """Collects the ``CoreShowChannel`` events answering one ``CoreShowChannels`` action."""
 
     def __init__(self) -> None:
-        self.uniqueids: list[str] = []
+        self.states: dict[str, str] = {}  # Uniqueid -> ChannelState ("6" is Up)
         self.done = threading.Event()
 
     def feed(self, keys: Mapping[str, str]) -> None:
         if keys["Event"] == "CoreShowChannel":
-            self.uniqueids.append(keys.get("Uniqueid", ""))
+            self.states[keys.get("Uniqueid", "")] = keys.get("ChannelState", "")
         elif keys["Event"] == "CoreShowChannelsComplete":
             self.done.set()
 
@@ -478,9 +489,9 @@ class AsteriskCarrier:
 
     def active_calls(self) -> list[str]:
         """Our channels (``dun-`` ids) Asterisk still has, via ``CoreShowChannels``."""
-        return [ref for ref in self._channel_uniqueids() if ref.startswith(CHANNEL_PREFIX)]
+        return [ref for ref in self._channel_states() if ref.startswith(CHANNEL_PREFIX)]
 
-    def _channel_uniqueids(self) -> list[str]:
+    def _channel_states(self) -> dict[str, str]:
         listing = ChannelListing()
         with self._lock:
             self._listing_counter += 1
@@ -492,7 +503,7 @@ class AsteriskCarrier:
                 raise AmiUnavailable("CoreShowChannels refused")
             if not listing.done.wait(self.settings.ami_read_timeout_seconds):
                 raise AmiUnavailable("CoreShowChannels list incomplete")
-            return listing.uniqueids
+            return listing.states
         finally:
             with self._lock:
                 self._listings.pop(action_id, None)
@@ -562,9 +573,10 @@ class AsteriskCarrier:
         }
         if not stale:
             return
-        alive = set(self._channel_uniqueids())
+        alive = self._channel_states()
         for ref, call in stale.items():
             if ref in alive:
+                call.answered = call.answered or alive[ref] == "6"  # answered while we were away
                 continue
             if call.answered:
                 status = CallStatus.COMPLETED

@@ -1,13 +1,18 @@
 """Text-to-speech prompts for the Asterisk carrier: audio files made by a configured command.
 
 The command is an argv list (never a shell string) in which ``{text}``, ``{out}`` and
-``{voice}`` are substituted, e.g. ``["espeak-ng", "-v", "{voice}", "-w", "{out}", "{text}"]``.
-The text travels as one argument, so quotes, spaces or ``;`` in it are only ever spoken.
+``{voice}`` are substituted, e.g. ``["espeak-ng", "-v", "{voice}", "-w", "{out}", "--stdin"]``.
+A template without ``{text}`` gets the text on stdin (UTF-8), which keeps names out of the
+process list (``ps`` shows every argv); with ``{text}`` it travels as one argument, so quotes,
+spaces or ``;`` in it are only ever spoken.
 
 Prompts are cached by SHA-256 of (voice, text) under ``<var>/tts/campaign-<id>/``: a prompt
 that says a resident's name is campaign data, and the wipe (``dialer/wipe.py``) deletes that
 folder with the rest of the campaign. A failing command raises :class:`TtsError`, which names
 the command and its exit status but never the text.
+
+Asterisk's ``wav`` format is 8 kHz, 16-bit mono; engines write other rates (espeak-ng 22.05
+kHz), so every prompt is converted (box-filter decimation, channels averaged) before use.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import hashlib
 import os
 import re
 import subprocess
+import wave
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from kernel.errors import DunningError
 
 PLACEHOLDER = re.compile(r"\{(text|out|voice)\}")
 SUFFIX = ".wav"
+TELEPHONE_RATE = 8000
 
 
 class TtsError(DunningError):
@@ -68,22 +76,26 @@ class PromptStore:
             return target
         folder.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.stem}.{os.getpid()}.part{SUFFIX}")
+        telephone = partial.with_name(partial.name + SUFFIX)
         try:
             self._run(text, partial)
             if not partial.is_file() or partial.stat().st_size == 0:
                 raise TtsError(f"TTS command {self.command[0]!r} wrote no audio file")
-            partial.replace(target)
+            to_telephone_wav(partial, telephone)
+            telephone.replace(target)
         finally:
             partial.unlink(missing_ok=True)
+            telephone.unlink(missing_ok=True)
         return target
 
     def _run(self, text: str, out: Path) -> None:
         argv = command_argv(self.command, text, out, self.voice)
         name = self.command[0]
+        via_stdin = not any("{text}" in part for part in self.command)
         try:
             done = subprocess.run(  # noqa: S603 - argv list, no shell
                 argv,
-                stdin=subprocess.DEVNULL,
+                input=text.encode() if via_stdin else b"",
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 timeout=self.timeout_seconds,
@@ -99,3 +111,40 @@ class PromptStore:
             raise TtsError(f"TTS command {name!r} could not run ({error.strerror})") from None
         if done.returncode != 0:
             raise TtsError(f"TTS command {name!r} failed with exit status {done.returncode}")
+
+
+def to_telephone_wav(source: Path, target: Path) -> None:
+    """Rewrite a 16-bit PCM WAV as 8 kHz mono (what Asterisk's ``wav`` format plays)."""
+    try:
+        with wave.open(str(source), "rb") as reader:
+            channels, width, rate = (
+                reader.getnchannels(),
+                reader.getsampwidth(),
+                reader.getframerate(),
+            )
+            frames = reader.readframes(reader.getnframes())
+    except (wave.Error, EOFError) as error:
+        raise TtsError(f"TTS output is not a WAV file ({error})") from None
+    if width != 2:
+        raise TtsError(f"TTS output has {8 * width}-bit samples; 16-bit PCM is needed")
+    samples = array("h", frames)
+    mono = [sum(samples[i : i + channels]) // channels for i in range(0, len(samples), channels)]
+    with wave.open(str(target), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(TELEPHONE_RATE)
+        writer.writeframes(array("h", _decimate(mono, rate)).tobytes())
+
+
+def _decimate(samples: list[int], rate: int) -> list[int]:
+    """Resample to 8 kHz: each output sample averages the input samples its span covers."""
+    if rate == TELEPHONE_RATE or not samples:
+        return samples
+    step = rate / TELEPHONE_RATE
+    count = int(len(samples) / step)
+    out = []
+    for index in range(count):
+        start = int(index * step)
+        window = samples[start : max(start + 1, int((index + 1) * step))]
+        out.append(sum(window) // len(window))
+    return out

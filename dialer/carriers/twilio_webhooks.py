@@ -47,6 +47,7 @@ from dialer.ports import (
     SmsStatus,
     SmsStatusEvent,
 )
+from kernel.errors import ConfigurationError
 from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,10 @@ class WebhookGate:
     def __init__(self, settings: Settings) -> None:
         self.public_base_url = settings.public_base_url.rstrip("/")
         self.max_bytes = settings.twilio.max_webhook_body_bytes
-        self.validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
+        token = settings.twilio.auth_token.get_secret_value()
+        if not token:  # an empty key would let anyone sign
+            raise ConfigurationError("setting twilio.auth_token is required for the webhooks")
+        self.validator = RequestValidator(token)
         self.answers: OrderedDict[str, Response] = OrderedDict()
 
     def public_url(self, request: Request, path: str) -> str:

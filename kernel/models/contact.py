@@ -15,7 +15,10 @@ class Attempt(Base):
     """One scheduled contact (IVR call, SMS, operator call or letter) and its outcome."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_due", "status", "scheduled_at"),)
+    __table_args__ = (
+        Index("ix_attempts_due", "status", "scheduled_at"),
+        Index("ix_attempts_follow_up", "follow_up_planned", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)

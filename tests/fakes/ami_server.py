@@ -297,6 +297,8 @@ class FakeAmiServer:
                     *ids,
                     ("Channel", channel.name),
                     ("Uniqueid", channel.uniqueid),
+                    ("ChannelState", "6" if channel.answered else "5"),
+                    ("ChannelStateDesc", "Up" if channel.answered else "Ringing"),
                     ("Context", channel.originate.get("Context")),
                     ("Application", "AGI" if channel.answered else "AppDial"),
                     ("Duration", "00:00:05"),

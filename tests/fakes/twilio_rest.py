@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC_CANDIDATES = (
     ROOT.parent / "shared" / "reference" / "twilio" / "twilio_api_v2010.json",
     ROOT / "reference" / "twilio" / "twilio_api_v2010.json",
+    Path("/work/shared/reference/twilio/twilio_api_v2010.json"),  # this workplace's shared dir
 )
 _DOCUMENTED = re.compile(r"Can be:?(.*?)(?:\.\s|\.$|$)", re.S)
 _BACKTICKED = re.compile(r"`([^`]+)`")

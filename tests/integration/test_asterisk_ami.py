@@ -336,3 +336,34 @@ def test_the_ledger_forgets_ended_calls_not_open_ones() -> None:
     ledger.track("r4", "k4", 1)
     assert ledger.get("r0") is None and ledger.get("r1") is not None
     assert set(ledger.open_calls()) == {"r2", "r3", "r4"}
+
+
+def test_close_logs_off(ami: FakeAmiServer) -> None:
+    with AsteriskCarrier(harness_settings(ami, 4573), EventLog()):
+        pass
+    assert ami.actions[-1].get("Action") == "Logoff"
+
+
+def test_a_call_answered_while_the_link_was_down_completes_on_hangup(
+    ami: FakeAmiServer, carrier: AsteriskCarrier, log_sink: EventLog
+) -> None:
+    ringing = threading.Event()
+
+    def ring(server: FakeAmiServer, channel: FakeChannel) -> None:
+        server.channel_event("Newchannel", channel)
+        ringing.set()
+
+    ami.behaviour = ring
+    ref = carrier.place_call(request("answered-unseen")).carrier_ref or ""
+    assert ringing.wait(5)
+    ami.refuse_logins = True
+    ami.drop_connections()
+    wait_for(lambda: not carrier.connected)
+    ami.answer(ami.channels[ref])  # OriginateResponse Success is lost
+    ami.refuse_logins = False
+    assert ami.wait_for_logins(2)
+    tracked = carrier.ledger.get(ref)
+    assert tracked is not None
+    wait_for(lambda: tracked.answered)
+    ami.hang_up_channel(ami.channels[ref], 16)
+    wait_for(lambda: log_sink.finals(ref) == [CallStatus.COMPLETED])

@@ -283,3 +283,20 @@ def test_idle_timeout_setting_is_what_the_store_uses(setup: tuple[World, Databas
     app = console_app(database)
     expected = timedelta(minutes=app.state.ctx.settings.console.idle_timeout_minutes)
     assert app.state.sessions.idle_seconds == expected.total_seconds()
+
+
+def test_a_refused_form_comes_back_with_what_was_typed_escaped(
+    setup: tuple[World, Database],
+) -> None:
+    _, database = setup
+    app = console_app(database)
+    operator, token = signed_in(app, ACCOUNTS[Role.OPERATOR])
+    screen = operator.post("/operator/next", data={"csrf_token": token})
+    path = str(screen.url).removeprefix("http://testserver")
+    typed = {"csrf_token": token, "result_code": "promise", "promise_amount": "3000"}
+    refused = operator.post(f"{path}/save", data=typed | {"notes": HOSTILE_NOTE})
+    assert refused.status_code == 422 and 'id="form-error"' in refused.text
+    assert "約束日" in refused.text and 'value="3000"' in refused.text
+    assert "&lt;img src=x onerror=alert(1)&gt;メモ</textarea>" in refused.text
+    _assert_escaped(refused.text)
+    assert _claimed(database) == 1  # still held, nothing logged

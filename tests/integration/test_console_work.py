@@ -321,6 +321,12 @@ def test_inbound_lookup_by_number_and_by_atena_no(world: World, database: Databa
             select(AuditEvent).where(AuditEvent.action == "inbound.lookup")
         ).all()
         assert len(lookups) == 2
+        shown = session.scalars(
+            select(AuditEvent.object_id).where(
+                AuditEvent.action == "person.viewed", AuditEvent.actor == f"user:{_operator(world)}"
+            )
+        ).all()
+        assert str(screen_person.id) in shown
 
 
 def test_staff_take_note_and_close_a_hand_off_with_its_timeline(

@@ -251,9 +251,24 @@ def _outside(
         (letters / f"letter-{index}.txt").write_bytes(letter.encode(encoding, "replace"))
 
 
+def _quiet_autovacuum(database: Database) -> None:
+    """PostgreSQL: an automatic ANALYZE running in this database holds a snapshot that keeps
+    just-deleted tuples alive through the wipe's VACUUM, which would make the page checks
+    depend on timing; switch it off for the test's tables."""
+    if database.engine.dialect.name != "postgresql":
+        return
+    with database.engine.begin() as connection:
+        for table in _public_tables(connection):
+            connection.execute(
+                text(f'ALTER TABLE "{table}" SET (autovacuum_enabled = off, '
+                     "toast.autovacuum_enabled = off)")
+            )  # fmt: skip
+
+
 def work_campaign(
     database: Database, coordination: Coordination, tmp_path: Path, var_dir: Path
 ) -> Worked:
+    _quiet_autovacuum(database)
     export = tmp_path / "in" / "arrears.csv"
     export.parent.mkdir(parents=True)
     write_export(export, persons=PERSONS, seed=SEED, as_of=AS_OF)
@@ -339,16 +354,22 @@ def _sqlite_path(database: Database) -> Path | None:
     return Path(database.engine.url.database)
 
 
-def _check_postgres_pages(database: Database, worked: Worked, *, full: bool) -> None:
+def _check_postgres_pages(database: Database, worked: Worked, storage: dict[str, Any]) -> None:
     """Raw pages never hold plaintext. Plain VACUUM leaves the bytes of dead tuples in the
     free space of pages still in use, so ciphertext (under the destroyed key) may remain in
-    the pages of tables whose rows survive the wipe; VACUUM FULL leaves none at all."""
+    the pages of tables whose rows survive the wipe; VACUUM FULL leaves none at all. A
+    transaction left open anywhere on the server keeps just-deleted rows until a later
+    vacuum: the certificate reports how many (``dead_rows_kept``), and then ciphertext may
+    remain in any table the wipe touched."""
     pages = scan_postgres_pages(database, worked.needles + worked.sealed)
     if pages is None:
         return  # pageinspect unavailable: the SQL scan above is what can be checked
     assert_clean([f for f in pages if f.kind != "sealed"], context="postgres pages")
     residue = {f.where.removeprefix("page:").split("#")[0] for f in pages}
-    if full:
+    kept = storage["dead_rows_kept"]
+    if kept is None or kept > 0:
+        assert residue <= set(storage["tables"]), residue
+    elif storage["full"]:
         assert_clean(pages, context="postgres pages after VACUUM FULL")
     else:
         assert residue <= {"attempts", "handoffs"}, residue
@@ -389,7 +410,7 @@ def test_nothing_personal_survives_the_wipe(
         assert not wal.exists() or wal.stat().st_size == 0
     else:
         assert_clean(scan_postgres_rows(database, everything), context="postgres rows")
-        _check_postgres_pages(database, worked, full=False)
+        _check_postgres_pages(database, worked, result.body["storage"])
     # the log scan read something real: the application logged SQL and the wipe at DEBUG
     logged = app_log.read_text(encoding="utf-8")
     assert "DELETE FROM persons" in logged and "wiped, certificate" in logged
@@ -410,7 +431,7 @@ def test_vacuum_full_leaves_not_even_ciphertext_in_postgres_pages(
         database, store, var_dir, worked.campaign_id, actor="cli", vacuum_full=True
     )
     assert result.body["storage"]["full"] is True
-    _check_postgres_pages(database, worked, full=True)
+    _check_postgres_pages(database, worked, result.body["storage"])
 
 
 def _birth(worked: Worked) -> date:

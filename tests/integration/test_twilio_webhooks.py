@@ -28,6 +28,7 @@ from dialer.ports import (
     SmsStatus,
     SmsStatusEvent,
 )
+from kernel.errors import ConfigurationError
 from kernel.settings import Settings, load_settings
 from tests.contract.scenarios import context
 from tests.fakes.memory_sink import MemoryCall, MemorySink
@@ -210,6 +211,12 @@ def test_a_public_url_with_a_port_is_accepted(sink: MemorySink, call: MemoryCall
         )
     assert response.status_code == 200
     assert len(call.events) == 1
+
+
+def test_webhooks_refuse_to_start_without_an_auth_token(sink: MemorySink) -> None:
+    unsigned = load_settings(environment="demo", twilio={"account_sid": ACCOUNT})
+    with pytest.raises(ConfigurationError, match="twilio.auth_token"):
+        twilio_router(sink, unsigned, RecordingLiveCalls())
 
 
 # --- body size ------------------------------------------------------------------------------

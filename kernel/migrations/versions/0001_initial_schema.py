@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:50:10.388059
+Create Date: 2026-11-25 15:20:41.186421
 """
 
 from __future__ import annotations
@@ -471,6 +471,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_attempts_carrier_ref"), ["carrier_ref"], unique=False)
         batch_op.create_index("ix_attempts_due", ["status", "scheduled_at"], unique=False)
         batch_op.create_index(
+            "ix_attempts_follow_up", ["follow_up_planned", "status"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_attempts_outcome_code"), ["outcome_code"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_attempts_person_id"), ["person_id"], unique=False)
@@ -612,6 +615,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_attempts_phone_id"))
         batch_op.drop_index(batch_op.f("ix_attempts_person_id"))
         batch_op.drop_index(batch_op.f("ix_attempts_outcome_code"))
+        batch_op.drop_index("ix_attempts_follow_up")
         batch_op.drop_index("ix_attempts_due")
         batch_op.drop_index(batch_op.f("ix_attempts_carrier_ref"))
         batch_op.drop_index(batch_op.f("ix_attempts_campaign_id"))
