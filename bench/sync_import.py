@@ -52,6 +52,13 @@ def _peak_rss_mib() -> tuple[float, float]:
     return round(own, 1), round(children, 1)
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def _fresh_database(url: str) -> Any:
     from kernel import migrate
     from kernel.db import Database
@@ -69,9 +76,10 @@ def child_import(path: Path, url: str) -> dict[str, Any]:
 
     database = _fresh_database(url)
     keyring, settings = KeyRing(SECRET), SyncSettings()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     summary = import_file(database, keyring, settings, path, as_of=AS_OF, actor="bench")
     seconds = time.perf_counter() - started
+    cpu_main, cpu_workers = (now - before for now, before in zip(_cpu_seconds(), cpu, strict=True))
     again = time.perf_counter()
     repeat = import_file(database, keyring, settings, path, as_of=AS_OF, actor="bench")
     repeat_seconds = time.perf_counter() - again
@@ -80,6 +88,8 @@ def child_import(path: Path, url: str) -> dict[str, Any]:
     keys = ("rows_read", "rows_loaded", "rows_rejected", "persons_loaded", "receivables_loaded")
     return {
         "seconds": seconds,
+        "cpu_main_s": round(cpu_main, 2),
+        "cpu_workers_s": round(cpu_workers, 2),
         "counts": {key: data[key] for key in keys},
         "repeat_already_imported": repeat.already_imported,
         "repeat_seconds": repeat_seconds,
@@ -308,34 +318,31 @@ def report(plan: Plan, results: dict[str, Any], summary: dict[str, Any]) -> str:
     rows = results["rows"]
     sqlite = results["sqlite"]
     lines = [
-        f"### sync import, {rows:,} rows ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        f"## sync_import: {rows:,} receivable rows ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
         f"- machine: `{' '.join(platform.uname())}`, nproc {os.cpu_count()}, "
-        f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}; load average at the end "
+        f"{os.getloadavg()[0]:.1f} (other work shares the machine)",
         f"- command: `{plan.command}`",
         f"- export: {rows:,} rows, {results['file_mib']} MiB CP932 "
         f"(sync.synthetic, seed {SEED}, as of {AS_OF})",
         f"- loaded: {json.dumps(sqlite['counts'])}",
         "",
-        "| measurement | time (s) | rows/s | peak RSS (MiB) |",
-        "|---|---:|---:|---:|",
+        "| measurement | time (s) | rows/s | peak RSS (MiB) | CPU s (main + workers) |",
+        "|---|---:|---:|---:|---:|",
         f"| floor: pyarrow.csv reads + decodes CP932 | {summary['floor_seconds']} | "
         f"{round(rows / results['floor']['seconds']):,} | "
-        f"{results['floor']['peak_rss_mib']} |",
-        f"| import into SQLite | {summary['sqlite_seconds']} | "
-        f"{summary['sqlite_rows_per_s']:,} | {summary['sqlite_peak_rss_mib']} |",
+        f"{results['floor']['peak_rss_mib']} | |",
+        _import_line("SQLite", results["sqlite"], rows),
     ]
     if "postgresql" in results:
-        lines.append(
-            f"| import into PostgreSQL | {summary['postgresql_seconds']} | "
-            f"{summary['postgresql_rows_per_s']:,} | {summary['postgresql_peak_rss_mib']} |"
-        )
+        lines.append(_import_line("PostgreSQL", results["postgresql"], rows))
     naive = results["naive"]
     lines += [
         f"| straightforward import (csv.DictReader + phonenumbers + ORM session.add per row), "
         f"{naive['rows']:,}-row sample timed, {rows:,} extrapolated | "
         f"{summary['naive_extrapolated_seconds']} (extrapolated) | "
-        f"{summary['naive_rows_per_s']:,} | {naive['peak_rss_mib']} (sample) |",
+        f"{summary['naive_rows_per_s']:,} | {naive['peak_rss_mib']} (sample) | |",
         "",
         f"- SQLite import: {summary['speedup_vs_naive']}x the straightforward import, "
         f"{summary['ratio_to_floor']}x the decode floor's time; the same file again: "
@@ -344,6 +351,13 @@ def report(plan: Plan, results: dict[str, Any], summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _import_line(name: str, result: dict[str, Any], rows: int) -> str:
+    rss = f"{result['peak_rss_mib']} main, {result['peak_rss_children_mib']} per worker"
+    cpu = f"{result['cpu_main_s']} + {result['cpu_workers_s']}"
+    rate = round(rows / result["seconds"])
+    return f"| import into {name} | {result['seconds']:.2f} | {rate:,} | {rss} | {cpu} |"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from agent_console.app import create_console
-from dunning.wiring import build_services, console_context
+from dunning.runtime import create_web_app
+from dunning.wiring import build_services
 from kernel.settings import get_settings
 
 
 def create_app() -> FastAPI:
-    services = build_services(get_settings())
-    app = create_console(console_context(services))
-    app.state.services = services
-    return app
+    """The console, the carrier's webhooks and every scheduled job of ``dunning serve``."""
+    return create_web_app(build_services(get_settings()))

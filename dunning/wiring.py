@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent_console.context import ConsoleContext
+from dialer.call_session import CallSession
+from dialer.carriers.asterisk import build_asterisk
+from dialer.carriers.twilio import TwilioCarrier
+from dialer.clock import Clock, SystemClock
+from dialer.ports import Carrier
+from dialer.simulator import SimulatedCarrier
 from dialer.sms import SmsCatalog, load_catalog
 from kernel.calendar import CallingWindow
 from kernel.coordination import Coordination, connect_coordination
@@ -64,3 +71,40 @@ def configure_logging(level: str) -> None:
         level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # APScheduler reports every run of every job at INFO: once a second for the dialer tick.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+@dataclass
+class Telephony:
+    """The configured carrier, the call session it reports to, and the clock they share."""
+
+    clock: Clock
+    call_session: CallSession
+    carrier: Carrier
+    _close: Callable[[], None]
+
+    def close(self) -> None:
+        self._close()
+
+
+def build_telephony(services: Services, clock: Clock | None = None) -> Telephony:
+    """Start the carrier chosen by ``settings.carrier`` (simulator, twilio or asterisk)."""
+    settings = services.settings
+    chosen_clock = clock or SystemClock()
+    session = CallSession(
+        services.database,
+        services.coordination,
+        services.keyring,
+        settings,
+        clock=chosen_clock,
+    )
+    if settings.carrier == "twilio":
+        twilio = TwilioCarrier(settings)
+        return Telephony(chosen_clock, session, twilio, lambda: None)
+    if settings.carrier == "asterisk":
+        stack = build_asterisk(settings, session, services.database).start()
+        return Telephony(chosen_clock, session, stack.carrier, stack.close)
+    simulated = SimulatedCarrier.from_settings(session, settings.simulator, chosen_clock)
+    simulated.start()
+    return Telephony(chosen_clock, session, simulated, simulated.stop)
