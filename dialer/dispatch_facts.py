@@ -177,11 +177,10 @@ def _number_contacts(
     here rather than in SQL, so the lookup stays on the phone indexes."""
     if not digests:
         return {}
-    phones = dict(
-        session.execute(
-            select(Phone.id, Phone.number_digest).where(Phone.number_digest.in_(digests))
-        ).tuples()
-    )
+    rows = session.execute(
+        select(Phone.id, Phone.number_digest).where(Phone.number_digest.in_(digests))
+    ).tuples()
+    phones = {phone_id: digest for phone_id, digest in rows}
     query = select(
         Attempt.phone_id,
         Attempt.id,
