@@ -119,6 +119,13 @@ def _prepare(url: str, persons: int, operators: int, workdir: Path) -> tuple[int
     return len(world.attempt_ids), names
 
 
+def _uname() -> str:
+    try:
+        return subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return " ".join(platform.uname())
+
+
 def _children_cpu_seconds() -> float:
     """CPU time of the waited-for child processes: the server and its workers, once ended."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -308,7 +315,7 @@ def _record(
         f"## console: {args.operators} operators working the queue on PostgreSQL "
         f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"- machine: `{' '.join(platform.uname())}`, nproc {os.cpu_count()}, load average "
+        f"- machine: `{_uname()}`, nproc {os.cpu_count()}, load average "
         f"before the run {summary['load_before']} (other jobs shared the machine)",
         f"- command: `{command}`",
         f"- server: uvicorn, {workers} worker process(es), coordination "

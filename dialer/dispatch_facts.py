@@ -180,7 +180,7 @@ def _number_contacts(
     rows = session.execute(
         select(Phone.id, Phone.number_digest).where(Phone.number_digest.in_(digests))
     ).tuples()
-    phones = {phone_id: digest for phone_id, digest in rows}
+    phones = dict(rows.all())  # (a Result itself has .keys(): dict(result) misreads it)
     query = select(
         Attempt.phone_id,
         Attempt.id,

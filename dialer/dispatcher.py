@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, false, func, select, update
+from sqlalchemy import ColumnElement, TextClause, bindparam, false, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -238,14 +238,15 @@ class Dispatcher:
                 .order_by(Attempt.scheduled_at, Attempt.id)
                 .limit(limit)
             )
-            if not is_sqlite(self.database.engine):
+            sqlite = is_sqlite(self.database.engine)
+            if not sqlite:
                 query = query.with_for_update(skip_locked=True, of=Attempt)
             ids = list(session.scalars(query))
             if not ids:
                 return []
             session.execute(
                 update(Attempt)
-                .where(Attempt.id.in_(ids), Attempt.status == AttemptStatus.SCHEDULED)
+                .where(Attempt.id.in_(ids), _still_scheduled(sqlite))
                 .values(
                     status=AttemptStatus.CLAIMED,
                     claimed_by=self.config.worker_id,
@@ -253,15 +254,17 @@ class Dispatcher:
                 )
                 .execution_options(synchronize_session=False)
             )
-            mine = session.scalars(
-                select(Attempt.id).where(
-                    Attempt.id.in_(ids),
-                    Attempt.status == AttemptStatus.CLAIMED,
-                    Attempt.claimed_by == self.config.worker_id,
-                    Attempt.claimed_at == now,
+            rows = session.execute(
+                select(Attempt.id, Attempt.status, Attempt.claimed_by, Attempt.claimed_at).where(
+                    Attempt.id.in_(ids)
                 )
-            )
-            return sorted(mine, key=ids.index)
+            ).tuples()
+            mine = {
+                attempt_id
+                for attempt_id, status, owner, at in rows
+                if status is AttemptStatus.CLAIMED and owner == self.config.worker_id and at == now
+            }
+            return [attempt_id for attempt_id in ids if attempt_id in mine]
 
     # ------------------------------------------------------------------ per attempt
 
@@ -518,6 +521,17 @@ def retryable(code: str | None) -> bool:
     if code is None:
         return True
     return code == "429" or code == "timeout" or code.startswith("5")
+
+
+def _still_scheduled(sqlite: bool) -> ColumnElement[bool] | TextClause:
+    """``status = 'scheduled'``; on SQLite with a unary ``+`` so its planner looks the claimed
+    ids up by primary key instead of walking every scheduled attempt of the (status, time)
+    index (the documented way to keep SQLite off an index)."""
+    if sqlite:
+        return text("+attempts.status = :scheduled").bindparams(
+            scheduled=AttemptStatus.SCHEDULED.value
+        )
+    return Attempt.status == AttemptStatus.SCHEDULED
 
 
 def _unclaim(attempt: Attempt, when: datetime) -> None:

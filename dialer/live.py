@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, time
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -137,7 +137,7 @@ def _today(session: Session, now: datetime) -> dict[str, int]:
         .where(DailyAggregate.day == day, DailyAggregate.dimension == "total")
         .group_by(DailyAggregate.metric)
     ).tuples()
-    totals: dict[str, int] = {"attempts": 0, **dict.fromkeys(TODAY_METRICS, 0)}
+    totals: dict[str, int] = {"attempts": 0, "handoffs": 0, **dict.fromkeys(TODAY_METRICS, 0)}
     for metric, value in rows:
         parts = metric.split(".")
         if parts[0] == "attempts":
@@ -147,11 +147,8 @@ def _today(session: Session, now: datetime) -> dict[str, int]:
             )
         elif parts[0] == "outcome" and parts[-1] in TODAY_METRICS:
             totals[parts[-1]] += int(value or 0)
-    start = datetime.combine(day, time(0), TOKYO)
-    totals["handoffs"] = int(
-        session.scalar(select(func.count()).select_from(HandOff).where(HandOff.created_at >= start))
-        or 0
-    )
+        elif metric == "handoffs":
+            totals["handoffs"] = int(value or 0)
     return totals
 
 

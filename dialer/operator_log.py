@@ -106,17 +106,25 @@ def save_call(
     assert campaign is not None
     cipher = cipher_for(keyring, campaign)
     _fill_attempt(attempt, form, cipher, now)
-    aggregates.record_attempt_result(session, attempt)
     _close_callback(session, attempt.id)
     if form.result_code == "wrong_number" and attempt.phone_id is not None:
         _mark_wrong_number(session, attempt.phone_id)
+    callback = _schedule_callback(session, attempt, form, now)
+    handoff = _hand_off(session, attempt, form, cipher, user_id, now)
     saved = SavedCall(
         attempt.id,
         form.result_code,
-        _schedule_callback(session, attempt, form),
-        _hand_off(session, attempt, form, cipher, user_id),
+        callback.id if callback else None,
+        handoff.id if handoff else None,
         _retry(session, attempt, form, policy, now),
     )
+    # Counters and the audit chain last: their rows / lock are shared by every operator, so
+    # they are held only for the end of this transaction.
+    if callback is not None:
+        aggregates.record_callback_requested(session, callback)
+    if handoff is not None:
+        aggregates.record_handoff(session, handoff)
+    aggregates.record_attempt_result(session, attempt)
     _audit_saved(session, user_id, saved)
     return saved
 
@@ -150,7 +158,9 @@ def _mark_wrong_number(session: Session, phone_id: int) -> None:
         phone.status = PhoneStatus.WRONG_NUMBER
 
 
-def _schedule_callback(session: Session, attempt: Attempt, form: CallForm) -> int | None:
+def _schedule_callback(
+    session: Session, attempt: Attempt, form: CallForm, now: datetime
+) -> CallbackRequest | None:
     if form.callback_at is None or attempt.person_id is None:
         return None
     request = CallbackRequest(
@@ -160,15 +170,21 @@ def _schedule_callback(session: Session, attempt: Attempt, form: CallForm) -> in
         time_band=time_band(form.callback_at).value,
         due_at=form.callback_at,
         source="operator",
+        created_at=now,
     )
     session.add(request)
     session.flush()
-    return request.id
+    return request
 
 
 def _hand_off(
-    session: Session, attempt: Attempt, form: CallForm, cipher: PiiCipher, user_id: int
-) -> int | None:
+    session: Session,
+    attempt: Attempt,
+    form: CallForm,
+    cipher: PiiCipher,
+    user_id: int,
+    now: datetime,
+) -> HandOff | None:
     if not form.handoff_reason:
         return None
     notes = form.notes.strip()
@@ -179,10 +195,11 @@ def _hand_off(
         reason=form.handoff_reason,
         sealed_notes=cipher.seal_text(notes, HANDOFF_NOTES_FIELD) if notes else None,
         created_by=user_id,
+        created_at=now,
     )
     session.add(handoff)
     session.flush()
-    return handoff.id
+    return handoff
 
 
 def _retry(

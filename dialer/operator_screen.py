@@ -117,8 +117,7 @@ def open_call_screen(
         if attempt.idempotency_key.startswith(CALLBACK_KEY_PREFIX)
         else None
     )
-    _audit_view(session, user_id, person.id, "call_screen", receivables=confirmed)
-    return CallScreen(
+    screen = CallScreen(
         attempt_id=attempt.id,
         person_id=person.id,
         campaign_name=campaign.name,
@@ -134,6 +133,9 @@ def open_call_screen(
         callback_band=band,
         receivables=_receivable_lines(person) if confirmed else [],
     )
+    # last: the audit chain's lock is shared by every user, hold it only until the commit
+    _audit_view(session, user_id, person.id, "call_screen", receivables=confirmed)
+    return screen
 
 
 def _audit_view(session: Session, user_id: int, person_id: int, page: str, **flags: bool) -> None:

@@ -191,8 +191,9 @@ def timeline(
     person = session.get(Person, person_id)
     if person is None:
         raise NotFound(f"target {person_id} does not exist")
-    _audit_view(session, user_id, person.id, "timeline")
-    return _timeline(session, keyring, person)
+    entries = _timeline(session, keyring, person)
+    _audit_view(session, user_id, person.id, "timeline")  # last: the chain lock is shared
+    return entries
 
 
 def _timeline(session: Session, keyring: KeyRing, person: Person) -> list[TimelineEntry]:

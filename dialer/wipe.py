@@ -63,6 +63,7 @@ METHOD: tuple[str, ...] = (
     "storage_compaction",  # SQLite secure_delete + WAL checkpoint + VACUUM; PostgreSQL VACUUM
 )
 ACTOR_AUTO = "scheduler:auto-wipe"
+SHRED_CHUNK = 1 << 20  # bytes of random data written at a time over a file being erased
 
 
 def ivr_state_prefix(campaign_id: int) -> str:
@@ -94,9 +95,12 @@ def _shred_file(path: Path) -> None:
     if path.is_symlink():  # never follow a link out of the campaign's folder
         path.unlink()
         return
-    size = path.stat().st_size
+    remaining = path.stat().st_size
     with path.open("r+b") as handle:
-        handle.write(os.urandom(size))
+        while remaining > 0:
+            chunk = min(remaining, SHRED_CHUNK)
+            handle.write(os.urandom(chunk))
+            remaining -= chunk
         handle.flush()
         os.fsync(handle.fileno())
     path.unlink()

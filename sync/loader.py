@@ -236,7 +236,7 @@ class _Rows:
         )  # fmt: skip
 
     def receivables(self, target: Target, person_id: int) -> Iterator[tuple[Any, ...]]:
-        for item in target.group.items.values():
+        for item in target.group.items:
             notice = item.notice_number
             yield (
                 person_id, self.campaign_id, item.department, item.kind, item.fiscal_year,

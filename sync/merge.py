@@ -23,24 +23,35 @@ DUPLICATE_ITEM = "duplicate_item"
 
 @dataclass(slots=True)
 class PersonGroup:
+    """One person's rows; lists rather than dicts, as a person has only a few items and
+    phones and an import may hold half a million persons in memory."""
+
     person: PersonFields
     lines: list[int] = field(default_factory=list)
-    items: dict[tuple[str, int, str], ItemFields] = field(default_factory=dict)
-    phones: dict[str, PhoneEntry] = field(default_factory=dict)
+    items: list[ItemFields] = field(default_factory=list)
+    phones: list[PhoneEntry] = field(default_factory=list)
     suppressed: bool = False
     dv_protected: bool = False
     conflict: str | None = None
 
     @property
     def installment_kept(self) -> bool:
-        return any(item.installment == "履行中" for item in self.items.values())
+        return any(item.installment == "履行中" for item in self.items)
 
     @property
     def unpaid_total_yen(self) -> int:
-        return sum(item.unpaid_yen for item in self.items.values())
+        return sum(item.unpaid_yen for item in self.items)
 
     def usable_phones(self) -> list[PhoneEntry]:
-        return [phone for phone in self.phones.values() if phone.usable]
+        return [phone for phone in self.phones if phone.usable]
+
+    def add_phone(self, phone: PhoneEntry) -> None:
+        """A phone listed on several rows keeps its most recent confirmation date."""
+        for index, known in enumerate(self.phones):
+            if known.key == phone.key:
+                self.phones[index] = _newer(known, phone)
+                return
+        self.phones.append(phone)
 
 
 def _name_key(name: str) -> str:
@@ -84,7 +95,8 @@ class Merger:
         elif group.conflict is None:
             group.conflict = _conflict(group.person, row.person)
             group.person = _fill(group.person, row.person)
-        if row.item.key in group.items:
+        item_key = row.item.key
+        if any(item.key == item_key for item in group.items):
             return Rejection(
                 row.line_no,
                 STANDARD_HEADERS["period"],
@@ -92,12 +104,11 @@ class Merger:
                 "同じ宛名番号・債権種別・年度・期別の行が既にあります",
             )
         group.lines.append(row.line_no)
-        group.items[row.item.key] = row.item
+        group.items.append(row.item)
         group.suppressed |= row.suppressed
         group.dv_protected |= row.dv_protected
         for phone in row.phones:
-            known = group.phones.get(phone.key)
-            group.phones[phone.key] = phone if known is None else _newer(known, phone)
+            group.add_phone(phone)
         return None
 
     def finish(self) -> Iterator[PersonGroup | Rejection]:

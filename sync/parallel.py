@@ -32,7 +32,7 @@ from sync.rows import ParsedRow, Rejection, RowContext, policy_allows, rejected_
 
 CHUNK_BYTES = 4 << 20
 #: Files smaller than this are read in one process (starting workers costs about a second).
-PARALLEL_MIN_BYTES = 48 << 20
+PARALLEL_MIN_BYTES = 16 << 20
 WORKERS = 2
 
 

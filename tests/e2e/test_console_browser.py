@@ -126,6 +126,7 @@ def test_operator_promise_and_hand_off_update_the_live_dashboard(console_url: st
             )
             assert supervisor.evaluate("window.__notReloaded") is True
             assert supervisor.locator('[data-live="queues.handoffs_open"]').inner_text() == "1"
+            assert supervisor.locator('[data-live="today.handoffs"]').inner_text() == "1"
             _shot(supervisor, "5-dashboard-after")
 
             staff = browser.new_context(viewport=VIEWPORT).new_page()

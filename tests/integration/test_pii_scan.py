@@ -419,11 +419,28 @@ def test_nothing_personal_survives_the_wipe(
 # --------------------------------------------------------------------------- negative controls
 
 
+@pytest.fixture
+def pg_database(postgres_database: str) -> Iterator[Database]:
+    """PostgreSQL only (SQLite's VACUUM always rebuilds the whole file), migrated afresh."""
+    from kernel import migrate
+    from kernel.models import Base
+
+    database = Database(postgres_database)
+    with database.engine.begin() as connection:
+        Base.metadata.drop_all(connection)
+        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    migrate.upgrade(database)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.mark.postgres
 def test_vacuum_full_leaves_not_even_ciphertext_in_postgres_pages(
-    database: Database, tmp_path: Path, app_log: Path
+    pg_database: Database, tmp_path: Path, app_log: Path
 ) -> None:
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite's VACUUM always rebuilds the whole file")
+    database = pg_database
     store = LocalCoordination()
     var_dir = tmp_path / "var"
     worked = work_campaign(database, store, tmp_path, var_dir)

@@ -327,7 +327,7 @@ def test_an_altered_certificate_is_detected(
     assert not latest_certificate(database, loaded.campaign_id).intact
 
 
-def test_symlinks_in_campaign_folders_are_removed_not_followed(
+def test_files_are_shredded_and_symlinks_removed_not_followed(
     database: Database, tmp_path: Path, var_dir: Path
 ) -> None:
     loaded = load_campaign(database, tmp_path / "in", persons=5)
@@ -338,8 +338,9 @@ def test_symlinks_in_campaign_folders_are_removed_not_followed(
     folder = var_dir / "letters" / f"campaign-{loaded.campaign_id}"
     folder.mkdir(parents=True)
     (folder / "link.txt").symlink_to(outside)
+    (folder / "big.pdf").write_bytes(b"%PDF" * 700_000)  # more than one shredding chunk
     result = wipe_campaign(database, LocalCoordination(), var_dir, loaded.campaign_id, actor="cli")
-    assert result.body["erased"]["letter_files"] == 1
+    assert result.body["erased"]["letter_files"] == 2
     assert not folder.exists() and outside.read_text(encoding="utf-8") == "keep me"
 
 
