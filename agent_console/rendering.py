@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,18 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from agent_console.i18n import LANGUAGES, translator
+from kernel.calendar import TOKYO
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 TEMPLATES.env.auto_reload = False  # templates ship with the code; no stat() per render
+
+
+def local_time(instant: datetime, pattern: str = "%Y-%m-%d %H:%M") -> str:
+    """Stored instants are UTC; people read Japan time."""
+    return instant.astimezone(TOKYO).strftime(pattern)
+
+
+TEMPLATES.env.filters["local"] = local_time
 
 
 def language_of(request: Request) -> str:

@@ -92,7 +92,12 @@ async def timeline_page(
             return staff_work.timeline(session, ctx.keyring, person_id, user.user_id)
 
     entries = await run_in_threadpool(load)
-    values = {"entries": entries, "person_id": person_id, "results": RESULT_CODES}
+    values = {
+        "entries": entries,
+        "person_id": person_id,
+        "results": RESULT_CODES,
+        "reasons": HANDOFF_REASONS,
+    }
     return render(request, "timeline.html", values)
 
 

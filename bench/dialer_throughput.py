@@ -261,7 +261,8 @@ def record(args: argparse.Namespace, sample: Sample) -> str:
             "",
             f"## dialer: call starts on one node, simulator ({stamp} UTC)",
             "",
-            f"- machine: `{uname}`, nproc {os.cpu_count()}",
+            f"- machine: `{uname}`, nproc {os.cpu_count()}, load average at the end "
+            f"{os.getloadavg()[0]:.1f} (other work shares the machine)",
             f"- command: `.venv/bin/python {command}`",
             f"- campaign: {args.targets:,} targets, {backend}, in-process coordination, "
             f"{args.concurrency:,} call slots, claim batch {args.claim_batch}, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -333,17 +334,16 @@ def run(url: str, targets: int, workdir: Path) -> dict[str, Any]:
 
 
 def _record(results: list[dict[str, Any]], command: str) -> None:
-    uname = " ".join(platform.uname())
+    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
     lines = [
         "",
         f"## Wipe (R-11), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
-        f"- machine: `{uname}`, nproc {os.cpu_count()}",
+        f"- machine: `{uname or ' '.join(platform.uname())}`, nproc {os.cpu_count()}",
         f"- command: `{command}`",
         f"- target: a {results[0]['targets']:,}-target campaign wiped in at most "
         f"{TARGET_SECONDS:.0f} s (only `wipe_campaign` is timed: erase, shred the key, "
         "compact the storage, certificate)",
-        "",
         "- wall s: the whole `wipe_campaign` call; CPU s: this process plus (PostgreSQL) the "
         "database's server backends; load: 1-minute load average before -> after",
         "",

@@ -10,11 +10,12 @@ One tick:
    ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, marking them ``CLAIMED`` with
    ``claimed_by``/``claimed_at`` in the same transaction (SQLite has one writer; the
    conditional update makes a lost race claim nothing);
-5. for each claimed attempt, in its own transaction, re-checks every interlock
-   (:mod:`dialer.interlocks`) and records a refusal on the attempt, or postpones it (outside
-   the window: to the next opening); then takes the pacing reservations and asks the carrier,
-   with the attempt's idempotency key, to place the call (or send the SMS), and records
-   carrier, reference, start and ``IN_PROGRESS``.
+5. for the claimed attempts, a chunk (``check_chunk``, default 20) at a time and in one
+   transaction per chunk, re-reads every interlock (:mod:`dialer.interlocks`) and records a
+   refusal on the attempt, or postpones it (outside the window: to the next opening); then,
+   for each allowed contact, takes the pacing reservations and asks the carrier, with the
+   attempt's idempotency key, to place the call (or send the SMS); the chunk's starts
+   (carrier, reference, start, ``IN_PROGRESS``) are recorded in one transaction.
 
 Carrier errors (5xx, 429, timeouts) put the attempt back to ``SCHEDULED`` with an exponential
 backoff and the same idempotency key. If Redis or the database goes away the tick stops:
@@ -25,17 +26,16 @@ nothing is dialed without its reservations, and what was claimed but not dialed 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, TextClause, bindparam, false, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from dialer import campaigns, followups
+from dialer import followups
 from dialer.clock import Clock
+from dialer.dispatch_config import DispatcherConfig, TickReport, retryable
 from dialer.dispatch_facts import (
     DialOrder,
     dial_order,
@@ -43,9 +43,9 @@ from dialer.dispatch_facts import (
     gather_chunk,
     next_day_opening,
 )
-from dialer.interlocks import POSTPONING, Caps, Refusal, refusal
+from dialer.interlocks import POSTPONING, Refusal, refusal
 from dialer.pacing import Pacer, PaceVerdict
-from dialer.planner import CARRIER_ERROR, SMS_SENT, PlanPolicy
+from dialer.planner import CARRIER_ERROR, SMS_SENT
 from dialer.ports import CallHandle, CallRequest, Carrier, SmsHandle, SmsRequest
 from dialer.sms import SmsCatalog
 from kernel.aggregates import record_attempt_result
@@ -56,74 +56,13 @@ from kernel.models import Attempt, AttemptStatus, Campaign, CampaignStatus, Chan
 from kernel.pii import KeyRing, PiiCipher
 from kernel.settings import Settings
 
+__all__ = ["Checkpoint", "Dispatcher", "DispatcherConfig", "TickReport", "retryable"]
 log = logging.getLogger(__name__)
 
 AUTOMATED = (Channel.IVR, Channel.SMS)
 OPEN = (AttemptStatus.CLAIMED, AttemptStatus.IN_PROGRESS)
 Checkpoint = Callable[[str, int], None]
 FOLLOW_UP_BATCH = 500
-
-
-@dataclass(frozen=True)
-class DispatcherConfig:
-    worker_id: str
-    claim_batch: int = 50
-    ring_timeout_seconds: int = 30
-    caller_id: str = "+81312345678"
-    sms_sender_id: str = "CITY"
-    sms_template: str = "reminder"
-    exclusion_max_age: timedelta = timedelta(hours=24)
-    carrier_error_backoff: timedelta = timedelta(seconds=60)
-    max_dispatch_errors: int = 5
-    household_retry: timedelta = timedelta(minutes=10)
-    check_chunk: int = 20
-    caps: Caps = field(default_factory=Caps)
-    policy: PlanPolicy = field(default_factory=PlanPolicy)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, worker_id: str) -> DispatcherConfig:
-        dialer = settings.dialer
-        return cls(
-            worker_id=worker_id,
-            claim_batch=dialer.claim_batch,
-            ring_timeout_seconds=dialer.ring_timeout_seconds,
-            caller_id=settings.municipality.caller_id,
-            sms_sender_id=settings.municipality.sms_sender_id,
-            sms_template=dialer.sms_template,
-            exclusion_max_age=timedelta(hours=settings.sync.exclusion_max_age_hours),
-            carrier_error_backoff=timedelta(seconds=dialer.carrier_error_backoff_seconds),
-            max_dispatch_errors=dialer.max_dispatch_errors,
-            household_retry=timedelta(minutes=dialer.household_lock_retry_minutes),
-            check_chunk=dialer.check_chunk,
-            caps=Caps(dialer.max_attempts_per_day, dialer.max_attempts_per_week),
-            policy=campaigns.plan_policy(dialer),
-        )
-
-
-@dataclass
-class TickReport:
-    """Counts only (no personal data): what one tick did."""
-
-    claimed: int = 0
-    placed: int = 0
-    sms_sent: int = 0
-    postponed: Counter[str] = field(default_factory=Counter)
-    refused: Counter[str] = field(default_factory=Counter)
-    carrier_errors: int = 0
-    follow_ups: int = 0
-    released: int = 0
-    handed_back: int = 0
-    stopped: str | None = None
-
-    def as_log(self) -> str:
-        refused = ",".join(f"{k}={v}" for k, v in sorted(self.refused.items())) or "-"
-        postponed = ",".join(f"{k}={v}" for k, v in sorted(self.postponed.items())) or "-"
-        return (
-            f"claimed={self.claimed} placed={self.placed} sms={self.sms_sent} "
-            f"refused[{refused}] postponed[{postponed}] carrier_errors={self.carrier_errors} "
-            f"follow_ups={self.follow_ups} handed_back={self.handed_back} "
-            f"stopped={self.stopped or '-'}"
-        )
 
 
 class Dispatcher:
@@ -173,7 +112,8 @@ class Dispatcher:
             report.stopped = type(error).__name__
             log.warning("dialer tick stopped: %s", type(error).__name__)
             self._hand_back(report)
-        log.info("dialer tick %s", report.as_log())
+        idle = not (report.claimed or report.follow_ups or report.released or report.stopped)
+        log.log(logging.DEBUG if idle else logging.INFO, "dialer tick %s", report.as_log())
         return report
 
     def _housekeeping(self, report: TickReport) -> None:
@@ -514,13 +454,6 @@ class Dispatcher:
             cached = self.keyring.cipher(campaign.wrapped_data_key, campaign.id)
             self._ciphers[campaign.id] = cached
         return cached
-
-
-def retryable(code: str | None) -> bool:
-    """5xx, 429 and timeouts are worth retrying; other refusals will not change."""
-    if code is None:
-        return True
-    return code == "429" or code == "timeout" or code.startswith("5")
 
 
 def _still_scheduled(sqlite: bool) -> ColumnElement[bool] | TextClause:

@@ -60,7 +60,10 @@ def set_operator_state(
         raise ValueError(f"unknown operator state {state!r}")
     since = (now or utcnow()).astimezone(TOKYO).strftime("%H:%M")
     record = json.dumps({"state": state, "since": since})
-    coordination.put_state(f"{STATE_PREFIX}{user_id}", record, STATE_TTL_SECONDS)
+    try:  # best effort, like the events: the dashboard shows "offline" until the next change
+        coordination.put_state(f"{STATE_PREFIX}{user_id}", record, STATE_TTL_SECONDS)
+    except CoordinationUnavailable:
+        return
     notify(coordination, "operator_state")
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from dialer.operator_work import HANDOFF_NOTES_FIELD, NOTES_FIELD, cipher_for
 from kernel import audit
+from kernel.calendar import TOKYO
 from kernel.errors import Conflict, InvalidInput, NotFound
 from kernel.models import (
     Attempt,
@@ -131,7 +132,7 @@ def add_note(session: Session, keyring: KeyRing, handoff_id: int, user_id: int, 
         if handoff.sealed_staff_notes
         else ""
     )
-    stamp = utcnow().strftime("%Y-%m-%d %H:%M UTC")
+    stamp = utcnow().astimezone(TOKYO).strftime("%Y-%m-%d %H:%M")
     combined = f"{previous}\n[{stamp}] {cleaned}".strip()
     handoff.sealed_staff_notes = cipher.seal_text(combined, STAFF_NOTES_FIELD)
     _audit(session, user_id, "handoff.noted", handoff)

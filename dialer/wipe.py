@@ -9,8 +9,8 @@ What goes:
   ``sealed_*`` columns (SMS records). The PII-free rest (channel, outcome code, times) stays,
   as do the :class:`~kernel.models.DailyAggregate` counters. Open work is closed (attempts
   and callbacks cancelled, hand-offs closed) so no worker picks up a row without a person;
-* IVR session state in the coordination store (``ivr:<campaign>:*``), TTS audio and letters
-  (``<var>/tts/campaign-<id>/``, ``<var>/letters/campaign-<id>/``) and the campaign's results
+* IVR session state in the coordination store (``ivr:<campaign>:*``), TTS audio, letters and
+  import rejects (``<var>/{tts,letters,rejects}/campaign-<id>/``) and the campaign's results
   files (``<var>/exports/results_<id>_*``): files overwritten, then unlinked;
 * the campaign's wrapped data key (crypto-shredding: any copy of a sealed value left in a
   backup, a WAL segment or a free page can no longer be opened).
@@ -70,9 +70,13 @@ def ivr_state_prefix(campaign_id: int) -> str:
     return f"ivr:{campaign_id}:"
 
 
+FILE_KINDS = ("tts", "letters", "rejects")  # <var>/<kind>/campaign-<id>/
+
+
 def campaign_file_dirs(var_dir: Path, campaign_id: int) -> list[Path]:
-    """Folders that hold a campaign's personal data on disk (TTS audio, letters)."""
-    return [var_dir / kind / f"campaign-{campaign_id}" for kind in ("tts", "letters")]
+    """Folders that hold a campaign's personal data on disk: TTS audio, letters, and the
+    rejects of its imports (when the importer writes them there)."""
+    return [var_dir / kind / f"campaign-{campaign_id}" for kind in FILE_KINDS]
 
 
 def campaign_export_files(var_dir: Path, campaign_id: int) -> list[Path]:
@@ -123,7 +127,7 @@ def _shred_tree(folder: Path) -> int:
 def erase_outside_database(
     coordination: Coordination, var_dir: Path, campaign_id: int
 ) -> dict[str, int]:
-    tts, letters = campaign_file_dirs(var_dir, campaign_id)
+    tts, letters, rejects = campaign_file_dirs(var_dir, campaign_id)
     exports = campaign_export_files(var_dir, campaign_id)
     for path in exports:
         _shred_file(path)
@@ -131,6 +135,7 @@ def erase_outside_database(
         "ivr_state_keys": coordination.delete_state_prefix(ivr_state_prefix(campaign_id)),
         "tts_files": _shred_tree(tts),
         "letter_files": _shred_tree(letters),
+        "reject_files": _shred_tree(rejects),
         "export_files": len(exports),
     }
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Result, Table, delete, event, func, literal, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from kernel.db import Database
@@ -55,6 +56,7 @@ EXTRA_PERSONAL: dict[str, frozenset[str]] = {
 }
 BATCH_IDS = 100_000  # primary-key span per DELETE: bounds PostgreSQL's per-statement queues
 _FK_RELAXED = "dunning_wipe_foreign_keys_off"  # connection info key: the cache size to restore
+VACUUM_WORKERS = 2  # PostgreSQL tables vacuumed at the same time, one connection each
 WIPE_CACHE_KIB = 262_144  # SQLite page cache of the wiping connection (grows only as needed)
 
 
@@ -270,15 +272,14 @@ def compact_storage(database: Database, *, full: bool = False) -> dict[str, Any]
     reported as ``dead_rows_kept`` (``None`` if the server's messages could not be read), and
     those rows are removed by a later (auto)vacuum; they hold only crypto-shredded values."""
     engine = database.engine
-    options = {"isolation_level": "AUTOCOMMIT"}
-    with engine.connect().execution_options(**options) as connection:
-        if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             connection.exec_driver_sql("VACUUM")
             busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
             return {"engine": "sqlite", "vacuumed": True, "wal_truncated": busy == 0}
-        tables = sorted(deleted_tables() | {scrub.table.name for scrub in scrub_plan()})
-        kept = _vacuum_postgres(connection, tables, full)
+    tables = sorted(deleted_tables() | {scrub.table.name for scrub in scrub_plan()})
+    kept = _vacuum_postgres(engine, tables, full)
     if kept:
         log.warning("wipe: %d dead rows kept by an open transaction until a later vacuum", kept)
     return {
@@ -296,10 +297,9 @@ _KEPT_PATTERNS = (
 )
 
 
-def _vacuum_postgres(connection: Connection, tables: list[str], full: bool) -> int | None:
-    """VACUUM (VERBOSE) each table; the dead rows the server could not remove yet, read from
-    its messages (``None`` when they do not say, e.g. in another language)."""
-    raw: Any = connection.connection.dbapi_connection
+def _vacuum_table(engine: Engine, table: str, full: bool) -> list[int]:
+    """VACUUM (VERBOSE) one table on its own connection; the dead-row counts the server
+    reported as not yet removable."""
     counts: list[int] = []
 
     def on_notice(diagnostic: Any) -> None:
@@ -308,12 +308,23 @@ def _vacuum_postgres(connection: Connection, tables: list[str], full: bool) -> i
             counts.extend(int(found) for found in pattern.findall(message))
 
     command = "VACUUM (FULL, VERBOSE)" if full else "VACUUM (VERBOSE)"
-    raw.add_notice_handler(on_notice)
-    try:
-        for table in tables:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        raw: Any = connection.connection.dbapi_connection
+        raw.add_notice_handler(on_notice)
+        try:
             connection.execute(text(f'{command} "{table}"'))
-    finally:
-        raw.remove_notice_handler(on_notice)
+        finally:
+            raw.remove_notice_handler(on_notice)
+    return counts
+
+
+def _vacuum_postgres(engine: Engine, tables: list[str], full: bool) -> int | None:
+    """Vacuum the tables, :data:`VACUUM_WORKERS` at a time; the dead rows the server could not
+    remove yet, read from its messages (``None`` when they do not say, e.g. in another
+    language)."""
+    with ThreadPoolExecutor(max_workers=VACUUM_WORKERS) as pool:
+        reports = list(pool.map(lambda table: _vacuum_table(engine, table, full), tables))
+    counts = [count for report in reports for count in report]
     return sum(counts) if counts else None
 
 

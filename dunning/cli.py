@@ -13,6 +13,7 @@ from rich.console import Console
 from dunning.cli_report import letters_command, report_app
 from dunning.cli_sync import export_app, sync_app
 from dunning.cli_users import users_app
+from dunning.cli_wipe import register as register_wipe
 from dunning.wiring import Services, build_services, configure_logging
 from kernel import audit, migrate
 from kernel.errors import DunningError
@@ -32,6 +33,7 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(export_app, name="export")
 app.add_typer(report_app, name="report")
 app.command("letters")(letters_command)
+register_wipe(app)
 
 out = Console()
 err = Console(stderr=True)

@@ -17,13 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from dialer import campaigns
-from dialer.clock import Clock, SystemClock
-from dialer.ports import Carrier
-from dialer.scheduler import build_dialer, build_scheduler, dialer_jobs
-from dialer.sms import load_catalog
 from dunning.wiring import Services, build_services, configure_logging
 from kernel.calendar import TOKYO
-from kernel.settings import PROJECT_ROOT, get_settings
+from kernel.settings import get_settings
 from sync.importer import import_file
 
 campaign_app = typer.Typer(
@@ -198,32 +194,6 @@ def _report(as_json: bool, campaign_id: int, status: str, extra: dict[str, int],
 
 # --------------------------------------------------------------------------- the worker
 
-CarrierFactory = Callable[[Services, Clock], Carrier]
-
-
-def default_carrier(services: Services, clock: Clock) -> Carrier:
-    """The embedded simulator with the call-session service as its sink (the default)."""
-    from dialer.call_session import CallSession
-    from dialer.simulator import SimulatedCarrier
-
-    if services.settings.carrier != "simulator":
-        raise typer.BadParameter(
-            f"carrier {services.settings.carrier!r} needs dunning.wiring.build_carrier"
-        )
-    sink = CallSession(
-        services.database, services.coordination, services.keyring, services.settings, clock=clock
-    )
-    carrier = SimulatedCarrier(sink, clock=clock, seed=services.settings.simulator.seed)
-    carrier.start()
-    return carrier
-
-
-def _carrier_factory() -> CarrierFactory:
-    from dunning import wiring
-
-    factory: CarrierFactory | None = getattr(wiring, "build_carrier", None)
-    return factory or default_carrier
-
 
 def worker(
     worker_name: Annotated[
@@ -232,33 +202,18 @@ def worker(
 ) -> None:
     """Run only the dialer (calls, SMS, reconciliation, completion) until interrupted.
 
-    Several workers on several machines share campaigns through PostgreSQL and Redis."""
+    Several workers on several machines share campaigns through PostgreSQL and Redis; the
+    nightly sync, the daily report and the wipe run in ``dunning serve`` only."""
+    from dunning.runtime import build_runtime
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with _services() as svc:
-        clock: Clock = SystemClock()
-        carrier = _carrier_factory()(svc, clock)
-        catalog = load_catalog(
-            PROJECT_ROOT / "config" / "sms_templates.toml", svc.settings.municipality
-        )
-        runtime = build_dialer(
-            svc.settings,
-            svc.database,
-            svc.coordination,
-            svc.keyring,
-            carrier,
-            clock,
-            catalog,
-            worker=worker_name,
-        )
-        scheduler = build_scheduler(dialer_jobs(runtime, svc.settings.dialer.tick_seconds))
-        scheduler.start()
-        err.print(f"dialer worker {runtime.calls.config.worker_id} 稼働中 (Ctrl-C で停止)")
+        runtime = build_runtime(svc, platform=False, worker=worker_name)
+        runtime.start()
+        err.print(f"dialer worker {runtime.dialer.calls.config.worker_id} 稼働中 (Ctrl-C で停止)")
         try:
             stop.wait()
         finally:
-            scheduler.shutdown(wait=True)
-            stopper = getattr(carrier, "stop", None)
-            if callable(stopper):
-                stopper()
+            runtime.stop()

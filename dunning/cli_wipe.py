@@ -42,6 +42,7 @@ ERASED_LABELS = {
     "ivr_state_keys": "IVRセッション情報",
     "tts_files": "音声ファイル",
     "letter_files": "催告書ファイル",
+    "reject_files": "取込差戻しファイル",
     "export_files": "結果出力ファイル",
     "data_keys": "暗号鍵 (破棄)",
 }

@@ -242,7 +242,8 @@ def _results_stage(
         with services.database.unit_of_work() as session:
             cancelled = campaigns.close(session, campaign_id, "demo")
         console.print(f"closed the campaign: {cancelled} scheduled contacts cancelled")
-    out = options.var_dir / "demo" / f"results_campaign_{campaign_id}.csv"
+    stamp = datetime.now(TOKYO).strftime("%Y%m%dT%H%M%S")
+    out = options.var_dir / "exports" / f"results_{campaign_id}_{stamp}.csv"  # the wipe erases it
     exported = export_results(services.database, services.keyring, campaign_id, out, actor="demo")
     console.print(
         f"wrote {exported.path}: {exported.rows} rows, sha256 {exported.file_sha256[:16]}…"
@@ -274,6 +275,11 @@ def _wipe_stage(services: Services, campaign_id: int) -> None:
     )
     console.print_json(json.dumps(wiped.body, ensure_ascii=False, default=str))
     console.print(f"certificate #{wiped.certificate_id} sha256 {wiped.sha256}")
+    demo_dir = services.settings.var_dir / "demo"
+    sources = sorted(demo_dir.glob("arrears_export*")) + sorted(demo_dir.glob("exclusions*"))
+    for source in sources:
+        source.unlink()  # the synthetic source export and its rejects held personal data too
+    console.print(f"removed the demo's source files ({len(sources)}): {demo_dir}/arrears_export*")
 
 
 def _accounts_stage(services: Services) -> None:

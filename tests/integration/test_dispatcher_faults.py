@@ -291,3 +291,15 @@ def test_concurrent_ticks_never_claim_the_same_attempt(world: World) -> None:
     assert len(world.fake.calls) == 40
     by_worker = {a.claimed_by for a in attempts(world)}
     assert by_worker <= {"w0", "w1"}
+
+
+def test_postgresql_claims_skip_rows_another_worker_holds(world: World) -> None:
+    if world.database.engine.dialect.name != "postgresql":
+        pytest.skip("SELECT ... FOR UPDATE SKIP LOCKED is the PostgreSQL claim path")
+    world.campaign([fixed_line_target() for _ in range(4)])
+    with world.database.unit_of_work() as session:  # worker A, mid-claim, holds two rows
+        held = session.scalars(
+            select(Attempt.id).order_by(Attempt.id).limit(2).with_for_update()
+        ).all()
+        claimed = world.dispatcher("w-b")._claim((Channel.IVR,))  # worker B, other connection
+    assert len(claimed) == 2 and set(claimed).isdisjoint(held)

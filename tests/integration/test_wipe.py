@@ -134,7 +134,8 @@ def export(database: Database, campaign_id: int, var_dir: Path) -> Path:
 
 
 def plant_outside_files(coordination: Coordination, var_dir: Path, campaign_id: int) -> None:
-    for kind, name in (("tts", "prompt.wav"), ("letters", "sub/letter-1.txt")):
+    planted = (("tts", "prompt.wav"), ("letters", "sub/letter-1.txt"), ("rejects", "r.csv"))
+    for kind, name in planted:
         path = var_dir / kind / f"campaign-{campaign_id}" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes("ヤマダ　タロウ".encode("utf-16-le"))
@@ -175,7 +176,8 @@ def test_exported_campaign_is_wiped_and_certified(
                 "attempts_cancelled": loaded.phones, "handoffs_scrubbed": 1,
                 "handoffs_closed": 1, "callback_requests_scrubbed": 1,
                 "callbacks_cancelled": 1, "ivr_state_keys": 2, "tts_files": 1,
-                "letter_files": 1, "export_files": 1, "data_keys": 1}  # fmt: skip
+                "letter_files": 1, "reject_files": 1, "export_files": 1,
+                "data_keys": 1}  # fmt: skip
     assert erased == expected
     cid = loaded.campaign_id
     assert [count(database, m, cid) for m in (Person, Phone, Receivable)] == [0, 0, 0]
