@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dunning.cli_campaign import campaign_app, worker
 from dunning.cli_report import letters_command, report_app
 from dunning.cli_sync import export_app, sync_app
 from dunning.cli_users import users_app
@@ -34,6 +35,8 @@ app.add_typer(export_app, name="export")
 app.add_typer(report_app, name="report")
 app.command("letters")(letters_command)
 register_wipe(app)
+app.add_typer(campaign_app, name="campaign")
+app.command("worker")(worker)
 
 out = Console()
 err = Console(stderr=True)
