@@ -1,6 +1,6 @@
 """Load benchmark of the operator console (issue 6): concurrent operators working the queue.
 
-    .venv/bin/python bench/console_load.py                 # 50 operators, 60 s, records RESULTS.md
+    .venv/bin/python bench/console_load.py                 # 50 operators, 60 s, 2 s pauses; records
     .venv/bin/python bench/console_load.py --operators 20 --duration 20 --quick   # records nothing
 
 A fresh PostgreSQL database gets a synthetic import in a running campaign with one queued
@@ -373,7 +373,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--operators", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--persons", type=int, default=6000)
-    parser.add_argument("--think", type=float, default=0.5, help="mean pause between pages (s)")
+    parser.add_argument("--think", type=float, default=2.0, help="mean pause between pages (s)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
         "--postgres", default=os.environ.get("DUNNING_TEST_POSTGRES_URL", DEFAULT_PG)

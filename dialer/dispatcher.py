@@ -163,7 +163,10 @@ class Dispatcher:
     # ------------------------------------------------------------------ claiming
 
     def _claim(self, channels: Collection[Channel]) -> list[int]:
-        limit = min(self.config.claim_batch, max(1, self.pacer.local_free))
+        free = self.pacer.local_free
+        if free <= 0 and Channel.SMS not in channels:
+            return []  # every call slot of this process is busy: claiming would only hand back
+        limit = min(self.config.claim_batch, max(1, free))
         now = self.clock.now()
         with self.database.unit_of_work() as session:
             query = (

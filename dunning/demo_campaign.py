@@ -1,6 +1,6 @@
 """The demo's campaign run: the dispatcher, the IVR flow and the simulator on a simulated clock.
 
-Simulated time starts at the first opening of the calling window on the Monday two weeks
+Simulated time starts at the first opening of the calling window on the Monday three weeks
 before today (so every simulated instant lies in the past, as the exclusion list and the
 audit trail expect) and jumps from one event to the next: a minute at a time while calls
 are live, straight to the next due attempt or carrier event otherwise. Every simulated night
@@ -39,8 +39,12 @@ EXCLUSION_REFRESH = timedelta(hours=20)
 
 
 def simulation_start(today: date, runtime_window_open: Callable[[datetime], datetime]) -> datetime:
-    """The first window opening on or after the Monday two weeks before ``today``."""
-    monday = today - timedelta(days=today.weekday() + 14)
+    """The first window opening on or after the Monday three weeks before ``today``.
+
+    With at most 20 simulated days the run ends before today: the exclusion list's as-of
+    time, like every audit timestamp, must never lie in the real future.
+    """
+    monday = today - timedelta(days=today.weekday() + 21)
     return runtime_window_open(datetime.combine(monday, datetime.min.time(), TOKYO))
 
 
@@ -155,7 +159,8 @@ class DemoCampaignRun:
             if refreshed_at is None or self.clock.now() - refreshed_at > EXCLUSION_REFRESH:
                 self.refresh_exclusions()
                 refreshed_at = self.clock.now()
-            self.runtime.calls.tick()
+            self.runtime.calls.tick((Channel.IVR,))
+            self.runtime.sms.tick((Channel.SMS,))
             self.carrier.run_until(self.clock.now())
             with self.database.unit_of_work() as session:
                 completed = campaign_id in campaigns.complete_finished(session, "demo")
