@@ -48,7 +48,7 @@ from dialer.pacing import Pacer, PaceVerdict
 from dialer.planner import CARRIER_ERROR, SMS_SENT
 from dialer.ports import CallHandle, CallRequest, Carrier, SmsHandle, SmsRequest
 from dialer.sms import SmsCatalog
-from kernel.aggregates import record_attempt_result
+from kernel.aggregates import record_attempt_result, record_sms_status
 from kernel.calendar import CallingWindow
 from kernel.coordination import CoordinationUnavailable
 from kernel.db import Database, is_sqlite
@@ -416,6 +416,13 @@ class Dispatcher:
             attempt.outcome_code = SMS_SENT
             session.flush()
             record_attempt_result(session, attempt)
+            record_sms_status(
+                session,
+                campaign_id=attempt.campaign_id,
+                person_id=attempt.person_id,
+                status="sent",
+                at=now,
+            )
             followups.plan_follow_up(session, attempt, self.window, self.config.policy, now)
 
     # ------------------------------------------------------------------ helpers

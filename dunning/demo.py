@@ -21,16 +21,18 @@ from dialer.clock import SimulatedClock
 from dialer.holdout import assign_holdout
 from dialer.wipe import wipe_campaign
 from dunning.demo_campaign import DemoCampaignRun, SimulationResult, simulation_start
-from dunning.wiring import Services, build_services, configure_logging, console_context
+from dunning.wiring import Services, build_services, configure_logging
 from kernel import audit, migrate
 from kernel.calendar import TOKYO
 from kernel.errors import DunningError
+from kernel.models import utcnow
 from kernel.settings import Settings, load_settings
 from reports.build import daily_report
 from reports.fonts import find_japanese_font
 from reports.letters import LetterJob, print_letters
 from reports.render import write_report
 from reports.scheduled import report_dir
+from sync.exclusions import load_exclusions
 from sync.importer import ImportSummary, import_file
 from sync.results import export_results
 from sync.synthetic import write_export
@@ -38,6 +40,7 @@ from sync.synthetic import write_export
 console = Console()
 DEMO_HOLDOUT_SHARE = 0.05
 DEMO_MAX_DAYS = 20
+LIVE_TARGETS = 200
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def run_demo(options: DemoOptions) -> None:
         _results_stage(services, campaign_id, result, options)
         _reports_stage(services, campaign_id, result)
         _wipe_stage(services, campaign_id)
+        _live_campaign_stage(services, options)
         _accounts_stage(services)
         _audit_stage(services)
     finally:
@@ -285,8 +289,44 @@ def _wipe_stage(services: Services, campaign_id: int) -> None:
     console.print(f"removed the demo's source files ({len(sources)}): {demo_dir}/arrears_export*")
 
 
+def _live_campaign_stage(services: Services, options: DemoOptions) -> None:
+    _stage("9. コンソール用の催告 (a second, running campaign for the console)")
+    today = datetime.now(TOKYO).date()
+    export_path = options.var_dir / "demo" / "live_export.csv"
+    write_export(export_path, persons=LIVE_TARGETS, seed=options.seed + 1, as_of=today)
+    summary = import_file(
+        services.database,
+        services.keyring,
+        services.settings.sync,
+        export_path,
+        as_of=today,
+        campaign_name=f"デモ催告 (稼働中) {today:%Y-%m}",
+        actor="demo",
+    )
+    for source in export_path.parent.glob("live_export*"):
+        source.unlink()  # the source and its rejects held personal data; the campaign has it now
+    if summary.campaign_id is None:
+        raise DunningError("the live demo import created no campaign")
+    exclusions = options.var_dir / "demo" / "exclusions_live.csv"
+    exclusions.write_text(
+        f"# 基準日時: {datetime.now(TOKYO).isoformat()}\n宛名番号,理由\n99990001,支援措置\n",
+        encoding="cp932",
+    )
+    load_exclusions(services.database, services.keyring, exclusions, actor="demo")
+    exclusions.unlink()
+    with services.database.unit_of_work() as session:
+        planned = campaigns.prepare(
+            session, summary.campaign_id, services.calling_window, utcnow(), "demo"
+        )
+        campaigns.command(session, summary.campaign_id, "start", "demo")
+    console.print(
+        f"campaign {summary.campaign_id}: {summary.persons_loaded} targets, "
+        f"{planned} contacts planned, running (operators: 「次の対象者」 on the console)"
+    )
+
+
 def _accounts_stage(services: Services) -> None:
-    _stage("9. デモ用アカウント (demo console accounts)")
+    _stage("10. デモ用アカウント (demo console accounts)")
     with services.database.unit_of_work() as session:
         accounts = ensure_demo_accounts(session, actor="demo")
     table = Table()
@@ -300,8 +340,11 @@ def _accounts_stage(services: Services) -> None:
 def _serve(settings: Settings, port: int) -> None:
     import uvicorn
 
-    from agent_console.app import create_console
+    from dunning.runtime import create_web_app
 
     services = build_services(settings)
-    console.print(f"console: http://127.0.0.1:{port}/  (Ctrl+C to stop)")
-    uvicorn.run(create_console(console_context(services)), host="127.0.0.1", port=port)
+    console.print(
+        f"console: http://127.0.0.1:{port}/  (Ctrl+C to stop); the live campaign is dialed on "
+        "the simulator in real time while the calling window is open"
+    )
+    uvicorn.run(create_web_app(services), host="127.0.0.1", port=port)

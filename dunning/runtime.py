@@ -115,11 +115,13 @@ def _platform_jobs(services: Services) -> list[JobSpec]:
 
 def create_web_app(services: Services, *, with_runtime: bool = True) -> FastAPI:
     """The console (+ Twilio webhooks when Twilio is the carrier) and this process's jobs."""
-    app = create_console(console_context(services))
-    app.state.services = services
     if not with_runtime:
+        app = create_console(console_context(services))
+        app.state.services = services
         return app
     runtime = build_runtime(services, platform=True)
+    app = create_console(console_context(services, runtime.telephony))
+    app.state.services = services
     app.state.runtime = runtime
     if services.settings.carrier == "twilio":
         carrier = runtime.telephony.carrier

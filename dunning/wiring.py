@@ -55,13 +55,16 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def console_context(services: Services) -> ConsoleContext:
+def console_context(services: Services, telephony: Telephony | None = None) -> ConsoleContext:
+    """The console's view of the services; with ``telephony``, click-to-call and its clock."""
     return ConsoleContext(
         settings=services.settings,
         database=services.database,
         coordination=services.coordination,
         keyring=services.keyring,
         calling_window=services.calling_window,
+        carrier=telephony.carrier if telephony else None,
+        clock=telephony.clock if telephony else SystemClock(),
     )
 
 

@@ -25,16 +25,23 @@ def test_the_demo_runs_the_whole_campaign_cycle(
     database = Database(demo_settings(options).database_url)
     try:
         with database.read_only() as session:
-            campaign = session.scalars(select(Campaign)).one()
-            persons = session.scalar(select(func.count()).select_from(Person))
+            campaign, live = session.scalars(select(Campaign).order_by(Campaign.id)).all()
+            persons = session.scalar(
+                select(func.count()).select_from(Person).where(Person.campaign_id == campaign.id)
+            )
+            live_persons = session.scalar(
+                select(func.count()).select_from(Person).where(Person.campaign_id == live.id)
+            )
             certificates = session.scalar(select(func.count()).select_from(ErasureCertificate))
             counters = session.scalar(select(func.count()).select_from(DailyAggregate))
     finally:
         database.dispose()
     assert campaign.status is CampaignStatus.WIPED and campaign.wrapped_data_key is None
     assert persons == 0 and certificates == 1 and counters
+    assert live.status is CampaignStatus.RUNNING and live_persons  # for the console
     var = options.var_dir
     assert list((var / "reports").glob("daily_*.pdf")) and list((var / "reports").glob("*.xlsx"))
     assert not list((var / "letters").rglob("*.pdf")), "letters are campaign data: wiped"
     assert not list((var / "exports").glob("results_*")), "the results file is wiped too"
     assert not list((var / "demo").glob("arrears_export*"))
+    assert not list((var / "demo").glob("live_export*"))
