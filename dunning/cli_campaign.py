@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -17,9 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dialer import campaigns
-from dunning.wiring import Services, build_services, configure_logging
+from dunning.wiring import open_services
 from kernel.calendar import TOKYO
-from kernel.settings import get_settings
 from sync.importer import import_file
 
 campaign_app = typer.Typer(
@@ -43,16 +41,6 @@ STATUS_JA = {
 }
 
 
-@contextmanager
-def _services() -> Iterator[Services]:
-    services = build_services(get_settings())
-    configure_logging(services.settings.log_level)
-    try:
-        yield services
-    finally:
-        services.close()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -66,7 +54,7 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a draft campaign from an arrears export (the sync import)."""
-    with _services() as svc:
+    with open_services() as svc:
         summary = import_file(
             svc.database,
             svc.keyring,
@@ -93,7 +81,7 @@ def create(
 @campaign_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """All campaigns with their status and attempt counts."""
-    with _services() as svc, svc.database.read_only() as session:
+    with open_services() as svc, svc.database.read_only() as session:
         rows = campaigns.list_campaigns(session)
     if as_json:
         data = [
@@ -121,7 +109,7 @@ def list_(as_json: JsonOption = False) -> None:
 @campaign_app.command("show")
 def show(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
     """One campaign: status, dates, attempts by channel and status, refusals by reason."""
-    with _services() as svc, svc.database.read_only() as session:
+    with open_services() as svc, svc.database.read_only() as session:
         campaign = campaigns.get_campaign(session, campaign_id)
         view = campaigns.overview(session, campaign)
         counts = campaigns.attempt_counts(session, campaign_id)
@@ -155,14 +143,14 @@ def show(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
 @campaign_app.command("ready")
 def ready(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
     """draft -> ready: plan every target's first contact inside the calling window."""
-    with _services() as svc, svc.database.unit_of_work() as session:
+    with open_services() as svc, svc.database.unit_of_work() as session:
         created = campaigns.prepare(session, campaign_id, svc.calling_window, _now(), ACTOR)
     _report(as_json, campaign_id, "ready", {"attempts": created}, f"初回接触 {created:,} 件を計画")
 
 
 def _transition(verb: str, label: str) -> Callable[[int, bool], None]:
     def run(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
-        with _services() as svc, svc.database.unit_of_work() as session:
+        with open_services() as svc, svc.database.unit_of_work() as session:
             campaign = campaigns.command(session, campaign_id, verb, ACTOR)
             status = campaign.status
         _report(as_json, campaign_id, status.value, {}, label)
@@ -179,7 +167,7 @@ campaign_app.command("resume")(_transition("resume", "発信を再開しまし�
 @campaign_app.command("close")
 def close(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
     """running/paused -> completed: what is still only scheduled is cancelled."""
-    with _services() as svc, svc.database.unit_of_work() as session:
+    with open_services() as svc, svc.database.unit_of_work() as session:
         cancelled = campaigns.close(session, campaign_id, ACTOR)
     label = f"完了にしました (未実施 {cancelled:,} 件を取消)"
     _report(as_json, campaign_id, "completed", {"cancelled": cancelled}, label)
@@ -209,7 +197,7 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with _services() as svc:
+    with open_services() as svc:
         runtime = build_runtime(svc, platform=False, worker=worker_name)
         runtime.start()
         err.print(f"dialer worker {runtime.dialer.calls.config.worker_id} 稼働中 (Ctrl-C で停止)")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,10 +10,9 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from dunning.wiring import Services, build_services, configure_logging
+from dunning.wiring import Services, open_services
 from kernel.calendar import TOKYO
 from kernel.errors import InvalidInput
-from kernel.settings import get_settings
 from reports.build import daily_report, monthly_report, yesterday
 from reports.fonts import find_japanese_font
 from reports.letters import LetterJob, print_letters
@@ -28,16 +25,6 @@ out = Console()
 ACTOR = "cli"
 Format = Literal["table", "csv", "xlsx", "pdf", "json"]
 Encoding = Literal["cp932", "utf-8"]
-
-
-@contextmanager
-def _services() -> Iterator[Services]:
-    services = build_services(get_settings())
-    configure_logging(services.settings.log_level)
-    try:
-        yield services
-    finally:
-        services.close()
 
 
 def _day(text: str | None) -> date:
@@ -102,7 +89,7 @@ def daily_command(
     encoding: EncodingOption = None,
 ) -> None:
     """日報: one day's figures per campaign, per receivable kind and in total."""
-    with _services() as services:
+    with open_services() as services:
         with services.database.read_only() as session:
             report = daily_report(session, _day(day), campaign or None)
         _emit(services, report, _format(fmt), out_file, _encoding(encoding))
@@ -117,7 +104,7 @@ def monthly_command(
     encoding: EncodingOption = None,
 ) -> None:
     """月報: one month's figures per campaign, per receivable kind and in total."""
-    with _services() as services:
+    with open_services() as services:
         with services.database.read_only() as session:
             report = monthly_report(session, month, campaign or None)
         _emit(services, report, _format(fmt), out_file, _encoding(encoding))
@@ -130,7 +117,7 @@ def letters_command(
     ] = False,
 ) -> None:
     """催告書: print the campaign's letters (PDF batch + manifest under var/letters/)."""
-    with _services() as services:
+    with open_services() as services:
         settings = services.settings
         job = LetterJob(
             keyring=services.keyring,

@@ -14,10 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dunning.wiring import Services, build_services, configure_logging
+from dunning.wiring import open_services
 from kernel.calendar import TOKYO
 from kernel.errors import InvalidInput
-from kernel.settings import get_settings
 from sync import normalize
 from sync.exclusions import load_exclusions, parse_as_of
 from sync.importer import ImportSummary, import_file
@@ -72,16 +71,6 @@ VALUE_LABELS = {
     "operator": "オペレータ",
     "letter": "文書",
 }
-
-
-@contextmanager
-def _services() -> Iterator[Services]:
-    services = build_services(get_settings())
-    configure_logging(services.settings.log_level)
-    try:
-        yield services
-    finally:
-        services.close()
 
 
 def _as_of(text: str | None) -> date | None:
@@ -153,7 +142,7 @@ def import_command(
     """Import one export file into a (new) draft campaign."""
     if not file.is_file():
         raise InvalidInput(f"{file}: ファイルがありません")
-    with _services() as services, _progress(not as_json, "読込中") as progress:
+    with open_services() as services, _progress(not as_json, "読込中") as progress:
         summary = import_file(
             services.database,
             services.keyring,
@@ -175,7 +164,7 @@ def run_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Import every source in settings.sync.sources (each into its own draft campaign)."""
-    with _services() as services:
+    with open_services() as services:
         settings = services.settings
         outcomes = run_configured_sources(
             services.database,
@@ -206,7 +195,7 @@ def exclusions_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Replace the active exclusion list (only digests of 宛名番号 are stored)."""
-    with _services() as services:
+    with open_services() as services:
         summary = load_exclusions(
             services.database,
             services.keyring,
@@ -235,7 +224,7 @@ def results_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Write the campaign's results file (CP932 CSV by default) and record the export."""
-    with _services() as services:
+    with open_services() as services:
         stamp = datetime.now(TOKYO).strftime("%Y%m%d%H%M%S")
         default = services.settings.var_dir / "exports" / f"results_{campaign}_{stamp}.csv"
         summary = export_results(
@@ -268,7 +257,7 @@ def payments_command(
     """Mark who paid since each campaign began (matched by digest) and update the effect."""
     from sync.payments import import_payments
 
-    with _services() as services:
+    with open_services() as services:
         summary = import_payments(
             services.database, services.keyring, file,
             layout=layout, campaign_id=campaign, actor=ACTOR,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,10 +19,9 @@ from rich.table import Table
 
 from dialer.campaigns import STATUS_LABELS_JA
 from dialer.wipe import StoredCertificate, latest_certificate, wipe_campaign
-from dunning.wiring import Services, build_services, configure_logging
+from dunning.wiring import open_services
 from kernel.calendar import TOKYO
 from kernel.models import CampaignStatus
-from kernel.settings import get_settings
 
 out = Console()
 err = Console(stderr=True)
@@ -64,16 +61,6 @@ def default_actor() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return ("cli:" + _NOT_IDENTIFIER.sub("_", user))[:64]
-
-
-@contextmanager
-def _services() -> Iterator[Services]:
-    services = build_services(get_settings())
-    configure_logging(services.settings.log_level)
-    try:
-        yield services
-    finally:
-        services.close()
 
 
 def _print_json(payload: dict[str, Any]) -> None:
@@ -134,7 +121,7 @@ def wipe_command(
     ] = None,
 ) -> None:
     """消去: erase every personal value the campaign holds and issue the erasure certificate."""
-    with _services() as services:
+    with open_services() as services:
         result = wipe_campaign(
             services.database,
             services.coordination,
@@ -169,7 +156,7 @@ def certificate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """消去証明書: print a wiped campaign's certificate; exit 2 if it was altered."""
-    with _services() as services:
+    with open_services() as services:
         stored = latest_certificate(services.database, campaign)
     if as_json:
         _print_json(_certificate_json(stored))

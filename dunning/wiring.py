@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from kernel.calendar import CallingWindow
 from kernel.coordination import Coordination, connect_coordination
 from kernel.db import Database
 from kernel.pii import KeyRing
-from kernel.settings import Settings
+from kernel.settings import Settings, get_settings
 
 
 @dataclass
@@ -111,3 +112,15 @@ def build_telephony(services: Services, clock: Clock | None = None) -> Telephony
     simulated = SimulatedCarrier.from_settings(session, settings.simulator, chosen_clock)
     simulated.start()
     return Telephony(chosen_clock, session, simulated, simulated.stop)
+
+
+@contextmanager
+def open_services(settings: Settings | None = None) -> Iterator[Services]:
+    """The services of one CLI command, closed when it ends (logging configured first)."""
+    chosen = settings or get_settings()
+    configure_logging(chosen.log_level)
+    services = build_services(chosen)
+    try:
+        yield services
+    finally:
+        services.close()
