@@ -194,7 +194,12 @@ def _dialing_stage(
         clock,
         options.var_dir / "demo" / "exclusions.csv",
     )
-    result = run.run(campaign_id, max_days=DEMO_MAX_DAYS)
+    with console.status("simulated day 1 ...") as status:
+
+        def progress(day: date) -> None:
+            status.update(f"simulated {day:%m-%d (%a)} done, dialing on ...")
+
+        result = run.run(campaign_id, max_days=DEMO_MAX_DAYS, on_new_day=progress)
     table = Table(title="日別架電数 (IVR calls started per day)")
     table.add_column("日付")
     table.add_column("架電", justify="right")

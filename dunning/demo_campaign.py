@@ -150,12 +150,23 @@ class DemoCampaignRun:
         )
         load_exclusions(self.database, self.keyring, self.exclusion_file, actor="demo")
 
-    def run(self, campaign_id: int, max_days: int) -> SimulationResult:
+    def run(
+        self,
+        campaign_id: int,
+        max_days: int,
+        on_new_day: Callable[[date], None] | None = None,
+    ) -> SimulationResult:
+        """Dial until the campaign completes or ``max_days`` pass; ``on_new_day`` shows progress."""
         started = self.clock.now()
         end = started + timedelta(days=max_days)
         refreshed_at: datetime | None = None
         completed = False
+        day = started.astimezone(TOKYO).date()
         while self.clock.now() < end and not completed:
+            today = self.clock.now().astimezone(TOKYO).date()
+            if today != day and on_new_day is not None:
+                on_new_day(day)
+            day = today
             if refreshed_at is None or self.clock.now() - refreshed_at > EXCLUSION_REFRESH:
                 self.refresh_exclusions()
                 refreshed_at = self.clock.now()
