@@ -13,7 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent_console import (
     routes_admin,
     routes_auth,
+    routes_letters,
     routes_operator,
+    routes_reports,
     routes_staff,
     routes_supervisor,
 )
@@ -113,6 +115,7 @@ def create_console(ctx: ConsoleContext) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_basics(app)
     _install_error_handlers(app)
-    for module in (routes_auth, routes_operator, routes_staff, routes_supervisor, routes_admin):
+    modules = (routes_auth, routes_operator, routes_staff, routes_supervisor, routes_admin)
+    for module in (*modules, routes_reports, routes_letters):
         app.include_router(module.router)
     return app

@@ -216,6 +216,34 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "admin.object": ("対象", "Object"),
     "admin.detail": ("詳細", "Detail"),
     "admin.older": ("さらに古いログ", "Older events"),
+    "rep.daily": ("日報", "Daily report"),
+    "rep.monthly": ("月報", "Monthly report"),
+    "rep.all_campaigns": ("すべての催告", "All campaigns"),
+    "rep.show": ("表示", "Show"),
+    "rep.download": ("ダウンロード", "Download"),
+    "rep.none": ("該当なし", "Nothing to show"),
+    "rep.chart_funnel": ("接触の段階 (グラフ)", "Contact funnel (chart)"),
+    "rep.chart_outcomes": ("結果コード別件数 (グラフ)", "Outcomes (chart)"),
+    "rep.effect_hint": (
+        "保留群 (無作為に連絡を控えた対象者) との納付率の差で催告の効果を測ります。",
+        "The effect is the paid-rate difference against a random holdout group.",
+    ),
+    "let.hint": (
+        "電話番号のない対象者等に郵送する催告書です。印刷用PDFには氏名・住所が含まれます"
+        "(ダウンロードは記録されます)。",
+        "Letters for targets without a phone. The PDF holds names and addresses "
+        "(downloads are logged).",
+    ),
+    "let.waiting": ("印刷待ち", "Waiting"),
+    "let.follow_up": ("未接触を含む", "Incl. unreached"),
+    "let.include_follow_up": ("未接触者も含める", "Include unreached targets"),
+    "let.print": ("印刷用PDFを作成", "Create the print PDF"),
+    "let.printed": ("印刷用PDFを作成しました。", "The print PDF was created."),
+    "let.nothing": ("印刷対象の催告書はありません。", "No letter to print."),
+    "let.download": ("PDFをダウンロード", "Download the PDF"),
+    "let.runs": ("これまでの印刷", "Past print runs"),
+    "let.letters": ("通数", "Letters"),
+    "let.pages": ("ページ数", "Pages"),
 }
 
 

@@ -14,10 +14,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from dialer import campaigns
+from dialer.holdout import assign_holdout
 from dunning.wiring import open_services
 from kernel.calendar import TOKYO
+from kernel.errors import Conflict
+from kernel.models import Campaign
 from sync.importer import import_file
 
 campaign_app = typer.Typer(
@@ -29,6 +33,18 @@ err = Console(stderr=True)
 ACTOR = "cli"
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 CampaignId = Annotated[int, typer.Argument(help="Campaign id (see `dunning campaign list`).")]
+HoldoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--holdout",
+        help="保留群: share of targets set aside at random, never contacted (0 <= SHARE < 0.5), "
+        "to measure the campaign's effect.",
+    ),
+]
+HoldoutSeed = Annotated[
+    int | None, typer.Option("--holdout-seed", help="Seed of the holdout draw (default random).")
+]
+HOLDOUT_LIMIT = 0.5
 
 CHANNEL_JA = {"ivr": "自動音声", "sms": "SMS", "operator": "オペレータ", "letter": "文書"}
 STATUS_JA = {
@@ -51,9 +67,11 @@ def create(
     name: Annotated[str | None, typer.Option(help="Campaign name (催告名).")] = None,
     layout: Annotated[str | None, typer.Option(help="Column layout name or file.")] = None,
     as_of: Annotated[str | None, typer.Option(help="基準日 YYYY-MM-DD (default today).")] = None,
+    holdout: HoldoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a draft campaign from an arrears export (the sync import)."""
+    _check_share(holdout)
     with open_services() as svc:
         summary = import_file(
             svc.database,
@@ -65,6 +83,9 @@ def create(
             campaign_name=name,
             actor=ACTOR,
         )
+        if holdout is not None and summary.campaign_id is not None:
+            with svc.database.unit_of_work() as session:
+                _set_share(session, summary.campaign_id, holdout)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
         return
@@ -140,12 +161,47 @@ def show(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
         out.print("送信不可の理由: " + "、".join(f"{k} {v:,}" for k, v in sorted(refusals.items())))
 
 
+def _check_share(share: float | None) -> None:
+    if share is not None and not 0.0 <= share < HOLDOUT_LIMIT:
+        raise typer.BadParameter(
+            f"保留群の割合は 0 以上 {HOLDOUT_LIMIT} 未満です (got {share})", param_hint="--holdout"
+        )
+
+
+def _set_share(session: Session, campaign_id: int, share: float) -> Campaign:
+    campaign = campaigns.get_campaign(session, campaign_id)
+    campaign.holdout_share = share
+    return campaign
+
+
+def _hold_out(session: Session, campaign_id: int, share: float | None, seed: int | None) -> int:
+    """Set the share (when given) and draw the holdout once, before any contact is planned;
+    returns how many targets were set aside (0 when the campaign has no holdout)."""
+    campaign = campaigns.get_campaign(session, campaign_id)
+    if share is not None:
+        if campaign.holdout_assigned_at is not None:
+            raise Conflict(f"催告 #{campaign_id}: 保留群は設定済みのため変更できません")
+        campaign.holdout_share = share
+    if campaign.holdout_share <= 0 or campaign.holdout_assigned_at is not None:
+        return 0
+    return assign_holdout(session, campaign_id, seed=seed, actor=ACTOR, now=_now()).holdout
+
+
 @campaign_app.command("ready")
-def ready(campaign_id: CampaignId, as_json: JsonOption = False) -> None:
-    """draft -> ready: plan every target's first contact inside the calling window."""
+def ready(
+    campaign_id: CampaignId,
+    holdout: HoldoutOption = None,
+    holdout_seed: HoldoutSeed = None,
+    as_json: JsonOption = False,
+) -> None:
+    """draft -> ready: set aside the holdout (if any), then plan every other target's first
+    contact inside the calling window."""
+    _check_share(holdout)
     with open_services() as svc, svc.database.unit_of_work() as session:
+        held = _hold_out(session, campaign_id, holdout, holdout_seed)
         created = campaigns.prepare(session, campaign_id, svc.calling_window, _now(), ACTOR)
-    _report(as_json, campaign_id, "ready", {"attempts": created}, f"初回接触 {created:,} 件を計画")
+    label = f"初回接触 {created:,} 件を計画 (保留群 {held:,} 人)"
+    _report(as_json, campaign_id, "ready", {"attempts": created, "holdout": held}, label)
 
 
 def _transition(verb: str, label: str) -> Callable[[int, bool], None]:

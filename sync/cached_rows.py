@@ -241,8 +241,10 @@ class CachedRowParser:
 
     def _accepted(self, keys: tuple[str, ...], values: dict[str, str]) -> list[Accepted] | None:
         found = []
+        tables, get = self.tables, values.get
         for key in keys:
-            result = self.outcome(key, values.get(key, ""))
+            raw = get(key, "")
+            result = tables[key].get(raw) or self.outcome(key, raw)
             if isinstance(result, _Rejected):
                 return None
             found.append(result)

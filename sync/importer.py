@@ -15,9 +15,11 @@ Accounting (nothing is silently dropped):
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -50,6 +52,7 @@ from sync.rows import (
     rejected_person_key,
 )
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 PHONE_BUCKETS = ("MOBILE", "FIXED_LINE", "VOIP", "TOLL_FREE", "other", "invalid", "stale")
 CHANNELS = (Channel.IVR.value, Channel.OPERATOR.value, Channel.LETTER.value)
@@ -281,16 +284,24 @@ class _Job:
         )
         scratch = ImportSummary(summary.source, summary.layout, summary.encoding)
         collected = _Collected()
-        for chunk in parallel.collect_chunks(tasks):
-            if not chunk.clean_end:
-                return None
-            scratch.rows_read += chunk.rows_read
-            scratch.rows_excluded["sharing_policy"] += chunk.excluded_by_policy
-            scratch.blank_records += chunk.blank_records
-            for line_no, result, protected in chunk.entries:
-                self.take(line_no, result, protected, collected, scratch)
-            if self.progress:
-                self.progress(chunk.end, self.source.total)
+        try:
+            for chunk in parallel.collect_chunks(tasks):
+                if not chunk.clean_end:
+                    return None
+                scratch.rows_read += chunk.rows_read
+                scratch.rows_excluded["sharing_policy"] += chunk.excluded_by_policy
+                scratch.blank_records += chunk.blank_records
+                for line_no, result, protected in chunk.entries:
+                    self.take(line_no, result, protected, collected, scratch)
+                if self.progress:
+                    self.progress(chunk.end, self.source.total)
+        except BrokenProcessPool:
+            # e.g. a calling script without an ``if __name__ == "__main__":`` guard, which
+            # worker processes cannot start from: read in this process instead.
+            log.warning(
+                "sync: worker processes unavailable, reading %s in one process", summary.source
+            )
+            return None
         summary.rows_read, summary.blank_records = scratch.rows_read, scratch.blank_records
         summary.rows_excluded.update(+scratch.rows_excluded)
         summary.field_issues.update(scratch.field_issues)

