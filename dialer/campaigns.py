@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from dialer.followups import AUTOMATED, IN_FLIGHT, attempt_row, phone_views
 from dialer.planner import PlanPolicy, first_contact
-from kernel import audit
+from kernel import aggregates, audit
 from kernel.calendar import CallingWindow
 from kernel.errors import Conflict, NotFound
 from kernel.models import (
@@ -179,6 +179,7 @@ def prepare(
             rows.append(attempt_row(campaign.id, person_id, contact, 1))
     for chunk in _chunks(rows):
         session.execute(insert(Attempt), chunk)
+    aggregates.record_targets_loaded(session, campaign.id, now)  # the reports' target counts
     audit.record(
         session,
         actor=actor,
