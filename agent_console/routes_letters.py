@@ -22,6 +22,7 @@ from agent_console.context import ConsoleContext, console_context
 from agent_console.rendering import render
 from agent_console.routes_reports import report_font
 from agent_console.security import ConsoleUser, require_roles
+from dialer.campaigns import STATUS_LABELS_JA
 from kernel import audit
 from kernel.errors import InvalidInput, NotFound
 from kernel.models import Campaign, CampaignStatus, Role
@@ -52,6 +53,10 @@ class LetterQueue:
     waiting: int
     follow_up: int
     runs: list[PrintRun]
+
+    @property
+    def status_ja(self) -> str:
+        return STATUS_LABELS_JA[self.status]
 
 
 def campaign_folder(ctx: ConsoleContext, campaign_id: int) -> Path:
