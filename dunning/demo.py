@@ -229,8 +229,13 @@ def _print_transcripts(result: SimulationResult) -> None:
         console.print(f"[cyan]結果: {call.outcome or '-'}[/cyan]")
 
 
-def _letters_stage(services: Services, campaign_id: int) -> None:
-    _stage("5. 催告書 (letters for targets without a usable phone)")
+def _letters_stage(
+    services: Services,
+    campaign_id: int,
+    title: str | None = "5. 催告書 (letters for targets without a usable phone)",
+) -> None:
+    if title:
+        _stage(title)
     settings = services.settings
     job = LetterJob(
         keyring=services.keyring,
@@ -242,7 +247,7 @@ def _letters_stage(services: Services, campaign_id: int) -> None:
     batch = print_letters(services.database, job, campaign_id, actor="demo")
     console.print(
         f"催告書: {batch.letters} letters, {batch.pages} pages -> {batch.pdf} "
-        f"(manifest {batch.manifest}); campaign data, erased with it by the wipe below"
+        f"(manifest {batch.manifest}); campaign data, erased with the campaign's wipe"
     )
 
 
@@ -328,6 +333,7 @@ def _live_campaign_stage(services: Services, options: DemoOptions) -> None:
         f"campaign {summary.campaign_id}: {summary.persons_loaded} targets, "
         f"{planned} contacts planned, running (operators: 「次の対象者」 on the console)"
     )
+    _letters_stage(services, summary.campaign_id, title=None)
 
 
 def _accounts_stage(services: Services) -> None:

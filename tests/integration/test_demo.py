@@ -41,7 +41,8 @@ def test_the_demo_runs_the_whole_campaign_cycle(
     assert live.status is CampaignStatus.RUNNING and live_persons  # for the console
     var = options.var_dir
     assert list((var / "reports").glob("daily_*.pdf")) and list((var / "reports").glob("*.xlsx"))
-    assert not list((var / "letters").rglob("*.pdf")), "letters are campaign data: wiped"
+    assert not list((var / "letters" / f"campaign-{campaign.id}").rglob("*.pdf")), "wiped"
+    assert list((var / "letters" / f"campaign-{live.id}").glob("*.pdf"))  # the live campaign
     assert not list((var / "exports").glob("results_*")), "the results file is wiped too"
     assert not list((var / "demo").glob("arrears_export*"))
     assert not list((var / "demo").glob("live_export*"))
