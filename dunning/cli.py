@@ -111,7 +111,7 @@ def serve(
 
 @app.command("demo")
 def demo(
-    targets: Annotated[int, typer.Option(help="Persons in the synthetic export.")] = 2000,
+    targets: Annotated[int, typer.Option(help="Persons in the synthetic export.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 7,
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="Exit when the demo is done.")

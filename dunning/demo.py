@@ -45,7 +45,7 @@ LIVE_TARGETS = 200
 
 @dataclass(frozen=True)
 class DemoOptions:
-    targets: int = 2000
+    targets: int = 1000
     seed: int = 7
     var_dir: Path = Path("var")
     serve: bool = True
