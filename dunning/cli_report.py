@@ -119,13 +119,7 @@ def letters_command(
     """催告書: print the campaign's letters (PDF batch + manifest under var/letters/)."""
     with open_services() as services:
         settings = services.settings
-        job = LetterJob(
-            keyring=services.keyring,
-            municipality=settings.municipality,
-            letters=settings.letters,
-            font=find_japanese_font(settings.reports.font_path, settings.reports.font_name),
-            var_dir=settings.var_dir,
-        )
+        job = LetterJob.from_settings(settings, services.keyring)
         batch = print_letters(services.database, job, campaign, follow_up=follow_up, actor=ACTOR)
     if batch.letters == 0:
         out.print(f"催告 #{campaign}: 印刷対象の催告書はありません")

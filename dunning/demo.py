@@ -237,13 +237,7 @@ def _letters_stage(
     if title:
         _stage(title)
     settings = services.settings
-    job = LetterJob(
-        keyring=services.keyring,
-        municipality=settings.municipality,
-        letters=settings.letters,
-        font=find_japanese_font(settings.reports.font_path, settings.reports.font_name),
-        var_dir=settings.var_dir,
-    )
+    job = LetterJob.from_settings(settings, services.keyring)
     batch = print_letters(services.database, job, campaign_id, actor="demo")
     console.print(
         f"催告書: {batch.letters} letters, {batch.pages} pages -> {batch.pdf} "

@@ -47,7 +47,8 @@ from kernel.models import (
     utcnow,
 )
 from kernel.pii import KeyRing, PiiCipher
-from kernel.settings import PROJECT_ROOT, LettersSettings, MunicipalitySettings
+from kernel.settings import PROJECT_ROOT, LettersSettings, MunicipalitySettings, Settings
+from reports.fonts import find_japanese_font
 from reports.pdf import register_font
 
 AMOUNT_VARIABLES = frozenset({"amounts", "total_yen"})
@@ -250,6 +251,17 @@ class LetterJob:
     letters: LettersSettings
     font: Path
     var_dir: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings, keyring: KeyRing) -> LetterJob:
+        """The print job as settings describe it (the Japanese font is looked up now)."""
+        return cls(
+            keyring=keyring,
+            municipality=settings.municipality,
+            letters=settings.letters,
+            font=find_japanese_font(settings.reports.font_path, settings.reports.font_name),
+            var_dir=settings.var_dir,
+        )
 
 
 def _open_campaign(session: Session, campaign_id: int) -> Campaign:
