@@ -99,6 +99,9 @@ class SyncSettings(BaseModel):
     cron: str = "0 2 * * *"
     sources: list[str] = Field(default_factory=list)
     sharing_policy: SharingPolicy = Field(default_factory=SharingPolicy)
+    # CSV/TSV files go through the columnar pipeline when it can read them exactly (it
+    # declines otherwise); False forces the row pipeline, the reference it is tested against.
+    columnar_import: bool = False  # LEAD: flips to True when the columnar modules land
 
 
 class DialerSettings(BaseModel):

@@ -38,6 +38,7 @@ from kernel.pii import KeyRing
 from kernel.settings import SyncSettings
 from sync import loader, normalize, parallel
 from sync.cached_rows import CachedRowParser
+from sync.columnar_schema import ColumnarCollected
 from sync.eligibility import Candidate, EligibilityPolicy, exclusion_rule
 from sync.layouts import Layout, load_layout
 from sync.merge import Merger, PersonGroup
@@ -222,12 +223,18 @@ class _Job:
         return summary
 
     def write_rejects(
-        self, collected: _Collected, path: Path, redact: Callable[[RawRecord], bool]
+        self,
+        collected: _Collected | ColumnarCollected,
+        path: Path,
+        redact: Callable[[RawRecord], bool],
     ) -> None:
         """Inside the transaction: if the rejects cannot be written, nothing is loaded."""
+        records = None
+        if isinstance(collected, ColumnarCollected) and isinstance(self.source, CsvSource):
+            records = self.source.records_on_lines(collected.rejections)  # one line each
         try:
             if collected.rejections:
-                write_rejects(self.source, collected.rejections, path, redact)
+                write_rejects(self.source, collected.rejections, path, redact, records)
             else:
                 path.unlink(missing_ok=True)  # a stale file from an earlier import of this name
         except OSError as error:
@@ -237,7 +244,10 @@ class _Job:
 
     # ------------------------------------------------------------------ first pass
 
-    def collect(self, summary: ImportSummary) -> _Collected:
+    def collect(self, summary: ImportSummary) -> _Collected | ColumnarCollected:
+        columnar = self.collect_columnar(summary)
+        if columnar is not None:
+            return columnar
         collected = None
         if parallel.worth_parallel(self.source):
             collected = self.collect_in_parallel(summary)
@@ -248,6 +258,30 @@ class _Job:
                 collected.rejections[result.line_no] = [result]
             else:
                 collected.groups.append(result)
+        summary.unknown_columns = list(self.source.unknown_columns)
+        return collected
+
+    def collect_columnar(self, summary: ImportSummary) -> ColumnarCollected | None:
+        """The first pass as columns (:mod:`sync.columnar_read`), or None (nothing counted)
+        when it is off or declines the file, which the row pipeline then reads."""
+        if not (self.settings.columnar_import and isinstance(self.source, CsvSource)):
+            return None
+        from sync import columnar_read
+
+        collected = columnar_read.collect_columnar(
+            self.source,
+            self.layout,
+            self.as_of,
+            self.settings.phone_max_age_years,
+            self.settings.sharing_policy,
+            self.progress,
+        )
+        if collected is None:
+            return None
+        summary.rows_read, summary.blank_records = collected.rows_read, collected.blank_records
+        if collected.excluded_by_policy:
+            summary.rows_excluded["sharing_policy"] += collected.excluded_by_policy
+        summary.field_issues.update(collected.field_issues)
         summary.unknown_columns = list(self.source.unknown_columns)
         return collected
 
@@ -331,7 +365,7 @@ class _Job:
     # ------------------------------------------------------------------ transaction
 
     def load(
-        self, session: Session, summary: ImportSummary, collected: _Collected
+        self, session: Session, summary: ImportSummary, collected: _Collected | ColumnarCollected
     ) -> Callable[[RawRecord], bool]:
         campaign, cipher = loader.open_campaign(
             session,
@@ -350,12 +384,29 @@ class _Job:
             actor=self.actor,
         )
         exclusions = loader.active_exclusions(session)
-        targets = self.targets(session, campaign.id, collected, summary, exclusions)
-        counts = loader.insert_targets(
-            session, targets, campaign_id=campaign.id, batch_id=batch.id, cipher=cipher
-        )
-        summary.persons_loaded, summary.receivables_loaded = counts.persons, counts.receivables
-        summary.shared_household_phones = counts.shared_household_phones
+        if isinstance(collected, ColumnarCollected):
+            from sync import columnar_load
+
+            dv_ids = columnar_load.load_columnar(
+                session,
+                collected,
+                keyring=self.keyring,
+                settings=self.settings,
+                as_of=self.as_of,
+                campaign_id=campaign.id,
+                batch_id=batch.id,
+                cipher=cipher,
+                exclusions=exclusions,
+                summary=summary,
+            )
+        else:
+            targets = self.targets(session, campaign.id, collected, summary, exclusions)
+            counts = loader.insert_targets(
+                session, targets, campaign_id=campaign.id, batch_id=batch.id, cipher=cipher
+            )
+            summary.persons_loaded, summary.receivables_loaded = counts.persons, counts.receivables
+            summary.shared_household_phones = counts.shared_household_phones
+            dv_ids = collected.dv_ids
         summary.campaign_id, summary.import_id = campaign.id, batch.id
         summary.rows_rejected = len(collected.rejections)
         summary.rows_loaded = summary.rows_read - summary.rows_rejected
@@ -363,7 +414,7 @@ class _Job:
         summary.rejects_file = str(self.rejects_path) if collected.rejections else None
         summary.duration_s = round(time.monotonic() - self.started, 3)
         loader.finish_batch(session, batch, summary.to_dict(), self.actor)
-        return _redactor(collected.dv_ids, exclusions, loader.person_digest(self.keyring))
+        return _redactor(dv_ids, exclusions, loader.person_digest(self.keyring))
 
     def targets(
         self,

@@ -16,7 +16,7 @@ import io
 import operator
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -283,6 +283,22 @@ class CsvSource:
                     header_done = True
                     continue
                 yield self._record(first, reader.line_num, cells, feed, lines_before)
+
+    def records_on_lines(self, lines: Collection[int]) -> Iterator[RawRecord]:
+        """The records on the given physical lines, in file order, for a file whose every
+        record is one physical line (the columnar first pass makes sure of that): only those
+        lines are decoded and parsed, so writing a few rejects skips the rest of the file."""
+        wanted = set(lines)
+        last = max(wanted, default=0)
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number in wanted:
+                    feed = _LineFeed(io.BytesIO(raw), self.encoding)
+                    reader = csv.reader(feed, delimiter=self.delimiter, strict=True)
+                    cells = next(reader, [])
+                    yield self._record(1, 1, cells, feed, number - 1)
+                if number >= last:
+                    return
 
     def _record(
         self, start: int, end: int, cells: list[str], feed: _LineFeed, lines_before: int

@@ -13,7 +13,7 @@ support measures or on the exclusion list are written without their contents.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from sync.readers import RawRecord, Source
@@ -63,8 +63,10 @@ def write_rejects(
     rejections: Mapping[int, Sequence[Rejection]],
     path: Path,
     redact: Callable[[RawRecord], bool],
+    records: Iterable[RawRecord] | None = None,
 ) -> int:
-    """Write the rejected records; returns how many were written (all of them, always)."""
+    """Write the rejected records; returns how many were written (all of them, always).
+    ``records`` replaces a full pass over ``source`` (e.g. only the rejected lines)."""
     written = 0
     width = len(source.header)
     delimiter = "\t" if source.kind == "tsv" else ","
@@ -73,7 +75,7 @@ def write_rejects(
         with temporary.open("w", encoding=_encoding(source), errors="replace", newline="") as out:
             writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
             writer.writerow([*map(neutralize, source.header), *REJECT_COLUMNS])
-            for record in source.records():
+            for record in source.records() if records is None else records:
                 reasons = rejections.get(record.line_no)
                 if reasons:
                     writer.writerow(reject_cells(record, reasons, width, redact(record)))

@@ -178,3 +178,15 @@ def test_cached_parser_matches_reference_on_hostile_cells(layout: object) -> Non
 def test_reader_problems_go_to_the_reference_parser() -> None:
     record = RawRecord(9, ("x",), dict(BASE), "encoding_mismatch")
     assert CachedRowParser(CONTEXT).parse(record) == parse_row(record, CONTEXT)
+
+
+def test_records_on_lines_reads_just_those_records(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    write_export(path, 800, seed=9, as_of=AS_OF)
+    records = [r for r in _records(path) if r.line_end in (None, r.line_no)]
+    chosen = random.Random(3).sample(records, 40) + [records[0], records[-1]]
+    chosen.sort(key=lambda record: record.line_no)
+    source = CsvSource(path, STANDARD)
+    got = list(source.records_on_lines({record.line_no for record in chosen}))
+    assert got == chosen
+    assert list(source.records_on_lines(())) == []
