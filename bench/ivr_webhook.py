@@ -2,12 +2,26 @@
 
     .venv/bin/python bench/ivr_webhook.py                  # 200 calls, records RESULTS.md
     .venv/bin/python bench/ivr_webhook.py --calls 50 --rounds 2 --no-record
+    .venv/bin/python bench/ivr_webhook.py --sink memory    # the router alone (no database)
 
 One uvicorn worker (a child process, loopback) serves ``twilio_router`` and, on the same
 app, a trivial POST endpoint. Each simulated call steps the standard flow as Twilio does,
 with signed form posts: the voice request on answer, key 1 (it is me), key 0 (end), then the
 ``completed`` status callback. Signatures are computed before the clock starts so the client
 spends its CPU on sending, not on HMACs (the server still checks every one).
+
+The sink (``--sink``):
+
+* ``callsession`` (default): the production path. The router answers for the real
+  :class:`~dialer.call_session.CallSession`, wired as ``dunning serve`` wires it
+  (``dunning.wiring.build_services`` / ``build_telephony``: the settings' database, in-process
+  coordination, the keyring) on a SQLite file database (WAL) in a temporary directory, migrated
+  and seeded before the server starts: one running campaign, one target per simulated line
+  (sealed PII, a mobile phone, a receivable) and one claimed IVR attempt per call the line
+  makes; the client posts those attempts' keys. Every attempt must end ``completed`` with an
+  outcome; the report lists them from the database afterwards.
+* ``memory``: the in-memory sink (``tests.fakes.memory_sink.MemorySink``: the real IVR
+  engine, no database), to see the router's own cost.
 
 Two runs, each for the flow and then for the trivial endpoint with the same request count:
 
@@ -16,9 +30,6 @@ Two runs, each for the flow and then for the trivial endpoint with the same requ
   p50/p99 here is what a call experiences under a 200-call load. Target p99 <= 25 ms.
 * saturated: no think time; requests/s is the worker's capacity. Target: the flow reaches at
   least 40 % of the trivial endpoint's requests/s.
-
-The sink is the in-memory one (``tests.fakes.memory_sink.MemorySink``: the real IVR engine,
-no database), as the dialer's persistent CallSession is measured elsewhere.
 """
 
 from __future__ import annotations
@@ -33,10 +44,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +58,13 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from dialer.ports import CallEvent
+    from ivr_scripts import actions as act
+    from kernel.settings import Settings
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PUBLIC = "https://dunning.example.jp"
@@ -57,23 +77,39 @@ THROUGHPUT_SHARE_TARGET = 0.40
 # --- the server (child process) ------------------------------------------------------------
 
 
-def serve(port: int, inline_sink: bool) -> None:
-    import uvicorn
-    from fastapi import FastAPI
-    from fastapi.responses import PlainTextResponse
+def bench_settings(database_url: str | None = None) -> Settings:
+    """The settings of the benchmark's server: Twilio as the carrier, demo secrets."""
+    from kernel.settings import load_settings
 
+    extra = {"database_url": database_url} if database_url else {}
+    return load_settings(
+        environment="demo",
+        carrier="twilio",
+        public_base_url=PUBLIC,
+        twilio={"account_sid": ACCOUNT, "auth_token": TOKEN},
+        **extra,
+    )
+
+
+class NoLiveCalls:
+    """The REST side is not exercised: no AMD verdict arrives in this flow."""
+
+    def play_now(self, carrier_ref: str, twiml: str) -> None:
+        del carrier_ref, twiml
+
+
+def memory_router(inline_sink: bool) -> APIRouter:
+    """``twilio_router`` over the in-memory sink (the real IVR engine, no database)."""
     from dialer.call_events import CallPhase
     from dialer.carriers.twilio_webhooks import twilio_router
-    from ivr_scripts import actions as act
-    from kernel.settings import load_settings
     from tests.contract.scenarios import context
     from tests.fakes.memory_sink import MemorySink
 
     class BenchSink(MemorySink):
         """Expects every attempt key it has not seen (the bench has no dialer) and forgets
-        ended calls, as the database-backed call session keeps nothing in memory."""
+        ended calls, as the call session drops a call's context at its end."""
 
-        def on_call_event(self, event):  # type: ignore[no-untyped-def]
+        def on_call_event(self, event: CallEvent) -> list[act.Action]:
             key = event.attempt_key
             if key and key not in self.calls:
                 self.expect(key, context())
@@ -83,18 +119,32 @@ def serve(port: int, inline_sink: bool) -> None:
                 self._by_ref.pop(event.carrier_ref, None)
             return actions
 
-    class NoLiveCalls:
-        def play_now(self, carrier_ref: str, twiml: str) -> None:
-            del carrier_ref, twiml
-
-    settings = load_settings(
-        environment="demo",
-        public_base_url=PUBLIC,
-        twilio={"account_sid": ACCOUNT, "auth_token": TOKEN},
-    )
-    app = FastAPI()
     sink = BenchSink()
-    app.include_router(twilio_router(sink, settings, NoLiveCalls(), sink_blocks=not inline_sink))
+    return twilio_router(sink, bench_settings(), NoLiveCalls(), sink_blocks=not inline_sink)
+
+
+def production_router(database_url: str) -> APIRouter:
+    """``twilio_router`` over the real CallSession, wired as ``dunning serve`` wires it:
+    the settings' database (SQLite file, WAL), in-process coordination, the keyring."""
+    from dialer.carriers.twilio_webhooks import twilio_router
+    from dunning.wiring import build_services, build_telephony
+
+    services = build_services(bench_settings(database_url))
+    telephony = build_telephony(services)
+    return twilio_router(telephony.call_session, services.settings, live_calls=NoLiveCalls())
+
+
+def serve(port: int, sink: str, inline_sink: bool, database_url: str | None) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI()
+    if sink == "callsession":
+        assert database_url, "the callsession sink needs --database-url"
+        app.include_router(production_router(database_url))
+    else:
+        app.include_router(memory_router(inline_sink))
 
     @app.post("/trivial")
     async def trivial() -> PlainTextResponse:
@@ -109,6 +159,128 @@ def serve(port: int, inline_sink: bool) -> None:
         access_log=False,
         timeout_keep_alive=60,
     )
+
+
+# --- the database (callsession sink) ---------------------------------------------------------
+
+
+def seed_database(database_url: str, calls: int, keys_per_call: list[str]) -> None:
+    """A migrated database with one running campaign: ``calls`` targets (sealed PII, a mobile
+    phone, a receivable), each with one claimed IVR attempt per key in ``keys_per_call``
+    (attempt key ``{key}-{target}`` with the key's ``{i}`` filled in: the keys the client posts).
+    """
+    from datetime import date
+
+    from kernel.db import Database
+    from kernel.migrate import upgrade
+    from kernel.models import (
+        Attempt,
+        AttemptStatus,
+        Campaign,
+        CampaignStatus,
+        Channel,
+        DisclosureLevel,
+        Person,
+        Phone,
+        PhoneKind,
+        Receivable,
+    )
+    from kernel.pii import KeyRing
+    from tests.contract.seed import PII
+
+    settings = bench_settings(database_url)
+    keyring = KeyRing(settings.data_key_secret.get_secret_value())
+    database = Database(database_url)
+    upgrade(database)
+    now = datetime.now(UTC)
+    with database.unit_of_work() as session:
+        campaign = Campaign(
+            name="ivr-bench",
+            status=CampaignStatus.RUNNING,
+            disclosure_level=DisclosureLevel.NOTICE,
+            created_by="bench",
+            as_of=date(2026, 11, 1),
+        )
+        session.add(campaign)
+        session.flush()
+        campaign.wrapped_data_key = keyring.new_wrapped_data_key(campaign.id)
+        cipher = keyring.cipher(campaign.wrapped_data_key, campaign.id)
+        for target in range(calls):
+            number = "+8190" + str(10_000_000 + target)
+            atena = str(100_000_000 + target)
+            person = Person(
+                campaign_id=campaign.id,
+                ref_digest=keyring.digest("person", atena),
+                sealed_pii=cipher.seal_record({**PII, "atena_no": atena}, "pii"),
+                has_kana=True,
+                channel=Channel.IVR,
+                unpaid_total_yen=38_500,
+            )
+            session.add(person)
+            session.flush()
+            phone = Phone(
+                person_id=person.id,
+                campaign_id=campaign.id,
+                sealed_number=cipher.seal_text(number, "phone"),
+                number_digest=keyring.digest("phone", number),
+                kind=PhoneKind.MOBILE,
+            )
+            session.add(phone)
+            session.add(
+                Receivable(
+                    person_id=person.id,
+                    campaign_id=campaign.id,
+                    department="税務課",
+                    kind="市民税",
+                    fiscal_year=2026,
+                    period="1",
+                    due_date=date(2026, 6, 30),
+                    unpaid_yen=38_500,
+                )
+            )
+            session.flush()
+            for sequence, pattern in enumerate(keys_per_call, start=1):
+                session.add(
+                    Attempt(
+                        campaign_id=campaign.id,
+                        person_id=person.id,
+                        phone_id=phone.id,
+                        channel=Channel.IVR,
+                        sequence_no=sequence,
+                        status=AttemptStatus.CLAIMED,
+                        scheduled_at=now,
+                        idempotency_key=pattern.format(i=target),
+                    )
+                )
+    database.dispose()
+
+
+def attempt_key_patterns(rounds: int) -> list[str]:
+    """The attempt keys of one simulated line (``{i}``: the line), as ``flow_calls`` posts them."""
+    patterns = ["warm-{i}-0"]
+    for tag in ("paced", "sat"):
+        patterns += [f"{tag}-{{i}}-{r}" for r in range(rounds)]
+    return patterns
+
+
+def database_outcomes(database_url: str) -> dict[str, int]:
+    """How the attempts ended (to check that every call was persisted)."""
+    from sqlalchemy import func, select
+
+    from kernel.db import Database
+    from kernel.models import Attempt
+
+    database = Database(database_url)
+    try:
+        with database.read_only() as session:
+            rows = session.execute(
+                select(Attempt.status, Attempt.outcome_code, func.count()).group_by(
+                    Attempt.status, Attempt.outcome_code
+                )
+            ).all()
+    finally:
+        database.dispose()
+    return {f"{status.value}/{outcome}": int(count) for status, outcome, count in rows}
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -313,10 +485,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(port: int, inline_sink: bool) -> subprocess.Popen[bytes]:
+def start_server(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(port)]
-    command += ["--inline-sink"] if inline_sink else []
+    command += ["--sink", args.sink]
+    command += ["--inline-sink"] if args.inline_sink else []
+    command += ["--database-url", args.database_url] if args.database_url else []
     server = subprocess.Popen(command, env=env, cwd=ROOT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -353,6 +527,21 @@ def report(figures: dict[str, Figures], args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def sink_description(args: argparse.Namespace) -> str:
+    if args.sink == "callsession":
+        return (
+            "the production path: twilio_router + the real CallSession wired as `dunning serve` "
+            "wires it (dunning.wiring.build_services/build_telephony), SQLite file database "
+            "(WAL) in a temporary directory, in-process coordination; "
+            f"{args.calls} targets with sealed PII, one claimed attempt per simulated call"
+        )
+    return "the in-memory MemorySink (real IVR engine, no database; CallSession not measured), " + (
+        "called on the event loop (--inline-sink)"
+        if args.inline_sink
+        else "called through the thread pool as a database-backed sink is"
+    )
+
+
 def record(lines: list[str], args: argparse.Namespace) -> None:
     machine = f"{platform.uname().system} {platform.uname().release} {platform.machine()}"
     command = " ".join(["python", "bench/ivr_webhook.py", *sys.argv[1:]])
@@ -367,13 +556,8 @@ def record(lines: list[str], args: argparse.Namespace) -> None:
         f"(answer, key 1, key 0, completed); think time {args.think_ms} ms in the paced run",
         "- one uvicorn worker on loopback; the client (another process) is a minimal asyncio "
         "HTTP/1.1 keep-alive client, one connection per call (httpx's async client cost ~7x "
-        "the server's CPU per request on this machine and capped the figures); sink: "
-        "the in-memory MemorySink (real IVR engine, no database; CallSession not measured), "
-        + (
-            "called on the event loop (--inline-sink)"
-            if args.inline_sink
-            else "called through the thread pool as a database-backed sink is (the default)"
-        ),
+        "the server's CPU per request on this machine and capped the figures)",
+        f"- sink: {sink_description(args)}",
         "",
         *[f"- {line}" for line in lines],
         "",
@@ -389,18 +573,36 @@ def main() -> None:
     parser.add_argument("--think-ms", type=int, default=500)
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument(
+        "--sink",
+        choices=("callsession", "memory"),
+        default="callsession",
+        help="callsession: the production CallSession on SQLite (default); memory: MemorySink",
+    )
+    parser.add_argument(
         "--inline-sink",
         action="store_true",
         help="run the in-memory sink on the event loop (sink_blocks=False), not in threads",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.port, args.inline_sink)
+        serve(args.port, args.sink, args.inline_sink, args.database_url)
         return
+    with tempfile.TemporaryDirectory(prefix="ivr-bench-") as scratch:
+        if args.sink == "callsession":
+            args.database_url = f"sqlite:///{scratch}/bench.db"
+            seed_database(args.database_url, args.calls, attempt_key_patterns(args.rounds))
+        lines = benchmark(args)
+    print("\n".join(lines))  # noqa: T201
+    if not args.no_record:
+        record(lines, args)
+
+
+def benchmark(args: argparse.Namespace) -> list[str]:
     port = free_port()
-    server = start_server(port, args.inline_sink)
+    server = start_server(port, args)
     try:
         think = args.think_ms / 1000
         figures = asyncio.run(measure(port, server.pid, args.calls, args.rounds, think))
@@ -408,9 +610,13 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
     lines = report(figures, args)
-    print("\n".join(lines))  # noqa: T201
-    if not args.no_record:
-        record(lines, args)
+    if args.database_url:
+        outcomes = database_outcomes(args.database_url)
+        lines.append(
+            "attempts in the database afterwards (status/outcome: count): "
+            + ", ".join(f"{name}: {count}" for name, count in sorted(outcomes.items()))
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -18,6 +18,19 @@ Coordination keys (all PII-free):
   key means nobody is free. A ``Transfer`` action
   takes one operator (decrement under the ``operators:free`` lock).
 
+Per process, in memory only (:mod:`dialer.call_memory`): which attempt an attempt key or carrier
+reference names, and each live call's opened context (the resident's name reading, the
+receivables, at ``detail`` the birth month-day), opened once per call by
+:class:`~dialer.call_context.ContextOpener` and dropped when the call ends, after
+:data:`CONTEXT_TTL_SECONDS` or when the attempt lost its person (a wipe).
+
+Two ways in: :meth:`CallSession.on_call_event` handles one report in its own unit of work (the
+simulator and Asterisk call it from their threads); :meth:`CallSession.submit_call_event` queues
+it for the group commit (:mod:`dialer.call_batches`): one writer thread handles every report
+queued so far in one unit of work, in arrival order, each call under its own lock, and commits
+once; a batch that fails before its commit is handled again report by report, so one bad
+report fails alone. The Twilio webhooks use the queue.
+
 Repeats are harmless: status repeats and events after the end map to nothing, the attempt is
 finished (and counted in the daily aggregates) once, and a carrier that can tell retries apart
 puts a stable token in ``event.raw["idempotency_token"]`` (Twilio: the
@@ -32,25 +45,29 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import ivr_scripts.actions as act
+from dialer.call_batches import GroupCommitter
+from dialer.call_context import ContextOpener
 from dialer.call_events import CallPhase, carrier_result, next_phase, to_ivr_event
+from dialer.call_memory import CallIds, CallIndex, ContextCache, OpenedCall
 from dialer.clock import Clock, SystemClock
 from dialer.ports import CallEvent, InboundSms, SmsStatus, SmsStatusEvent
 from dialer.sms import is_opt_out
-from ivr_scripts import CallContext, Flow, State, load_builtin_flow, step
+from ivr_scripts import Flow, State, load_builtin_flow, step
 from ivr_scripts.events import CallAnswered, Event
-from ivr_scripts.model import OutcomeCode, ReceivableItem, SecondFactor, TimeBand
+from ivr_scripts.model import OutcomeCode, SecondFactor, TimeBand
 from kernel import audit
 from kernel.aggregates import (
     record_attempt_result,
@@ -65,13 +82,10 @@ from kernel.models import (
     Attempt,
     AttemptStatus,
     CallbackRequest,
-    Campaign,
     Channel,
     DisclosureLevel,
     DoNotCall,
-    Person,
     Phone,
-    PhoneKind,
     PhoneStatus,
 )
 from kernel.pii import KeyRing
@@ -84,12 +98,26 @@ OPERATORS_FREE_TTL_SECONDS = 120.0
 CALL_LOCK_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 10.0
 SEEN_TOKENS_KEPT = 64
+CONTEXT_TTL_SECONDS = 600.0  # an opened call context is reopened after this, at the latest
 ACTOR = "ivr"
 _DONE = frozenset({AttemptStatus.COMPLETED, AttemptStatus.REFUSED, AttemptStatus.CANCELLED})
 _FINAL_SMS = frozenset({SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.FAILED})
 _FINAL_SMS_VALUES = frozenset(status.value for status in _FINAL_SMS)
 _BAND_START_HOUR = {TimeBand.MORNING: 0, TimeBand.AFTERNOON: 12, TimeBand.EVENING: 17}
 FlowLoader = Callable[[str], Flow]
+# Built once (the queries of every report differ only in their parameters).
+_BY_KEY = select(Attempt.id, Attempt.campaign_id).where(Attempt.idempotency_key == bindparam("key"))
+_BY_KEYS = select(Attempt.id, Attempt.campaign_id, Attempt.idempotency_key).where(
+    Attempt.idempotency_key.in_(bindparam("keys", expanding=True))
+)
+_BY_REF = (
+    select(Attempt.id, Attempt.campaign_id)
+    .where(Attempt.carrier_ref == bindparam("ref"))
+    .order_by(Attempt.id.desc())
+)
+_LOCK_ATTEMPTS = (
+    select(Attempt).where(Attempt.id.in_(bindparam("ids", expanding=True))).with_for_update()
+)
 
 
 class CallSessionBusy(DunningError):
@@ -174,11 +202,16 @@ def _next_band_start(instant: datetime, band: TimeBand) -> datetime:
 # ------------------------------------------------------------------ the service
 
 
+class _NotCommitted(Exception):
+    """A batch failed before its commit (nothing of it was saved)."""
+
+
 @dataclass
 class _Handled:
     actions: list[act.Action]
     key: str
     record: SessionRecord | None  # None: nothing to store (a repeat)
+    ended: bool = False  # the call is over: its opened context is dropped
 
 
 class CallSession:
@@ -202,6 +235,11 @@ class CallSession:
         self._clock = clock or SystemClock()
         self._window = CallingWindow(settings.calling_window.policy())
         self._owner = f"call-session-{uuid.uuid4().hex[:12]}"
+        self._calls = CallIndex()
+        ttl = min(CONTEXT_TTL_SECONDS, float(settings.ivr.session_ttl_seconds))
+        self.contexts = ContextCache(ttl)
+        self._opener = ContextOpener(keyring, settings)
+        self._writer = GroupCommitter(self._on_call_events, name="call-session-writer")
         self.warnings: Counter[str] = Counter()
 
     # ---------------------------------------------------------------- calls
@@ -211,41 +249,142 @@ class CallSession:
         if found is None:
             self._warn("unknown_call")
             return []
-        attempt_id, campaign_id = found
+        return self._one_call_event(event, found)
+
+    def submit_call_event(self, event: CallEvent) -> Future[list[act.Action]]:
+        """:meth:`on_call_event` through the group commit: the report waits in a queue for
+        the writer thread, which handles all the reports queued so far in one unit of work."""
+        return self._writer.submit(event)
+
+    def _one_call_event(self, event: CallEvent, found: CallIds) -> list[act.Action]:
+        attempt_id = found.attempt_id
         with self._locked(f"ivr-call:{attempt_id}"):
             with self._db.unit_of_work() as session:
-                handled = self._handle(
-                    session, attempt_id, session_key(campaign_id, attempt_id), event
-                )
+                attempt = session.get(Attempt, attempt_id, with_for_update=True)
+                assert attempt is not None, "the attempt was found a moment ago"
+                key = session_key(found.campaign_id, attempt_id)
+                handled = self._handle(session, attempt, key, event, {})
             self._store(handled)
+        return self._after_commit(attempt_id, handled)
+
+    def _after_commit(self, attempt_id: int, handled: _Handled) -> list[act.Action]:
+        if handled.ended:
+            self.contexts.drop(attempt_id)
         if any(isinstance(action, act.Transfer) for action in handled.actions):
             self._take_operator()
         return handled.actions
 
-    def _find_call(self, event: CallEvent) -> tuple[int, int] | None:
-        columns = select(Attempt.id, Attempt.campaign_id)
-        with self._db.read_only() as session:
-            row = None
-            if event.attempt_key:
-                row = session.execute(
-                    columns.where(Attempt.idempotency_key == event.attempt_key)
-                ).first()
-            if row is None and event.carrier_ref:
-                row = session.execute(
-                    columns.where(Attempt.carrier_ref == event.carrier_ref).order_by(
-                        Attempt.id.desc()
-                    )
-                ).first()
-        return None if row is None else (int(row[0]), int(row[1]))
+    def _on_call_events(self, events: Sequence[CallEvent]) -> list[list[act.Action] | Exception]:
+        """A batch from the writer thread, in arrival order: one unit of work for all of it;
+        when that fails, each report again in its own (so one bad report fails alone)."""
+        self._look_up_keys(events)
+        found = [self._find_call(event) for event in events]
+        for ids in found:
+            if ids is None:
+                self._warn("unknown_call")
+        pairs = enumerate(zip(events, found, strict=True))
+        known = [(n, event, ids) for n, (event, ids) in pairs if ids is not None]
+        results: list[list[act.Action] | Exception] = [[] for _ in events]
+        try:
+            for n, actions in self._handle_together(known):
+                results[n] = actions
+        except _NotCommitted:  # nothing of the batch was saved: each report again, alone
+            log.warning("call session: a batch of %d reports failed; one by one", len(known))
+            for n, event, ids in known:
+                try:
+                    results[n] = self._one_call_event(event, ids)
+                except Exception as error:  # answered to that report only
+                    results[n] = error
+        return results
 
-    def _handle(self, session: Session, attempt_id: int, key: str, event: CallEvent) -> _Handled:
-        attempt = session.get(Attempt, attempt_id, with_for_update=True)
-        assert attempt is not None, "the attempt was found a moment ago"
-        record = self._load(key, attempt)
+    def _handle_together(
+        self, known: list[tuple[int, CallEvent, CallIds]]
+    ) -> list[tuple[int, list[act.Action]]]:
+        attempt_ids = sorted({ids.attempt_id for _, _, ids in known})
+        handled: list[tuple[int, int, _Handled]] = []
+        with ExitStack() as held:
+            try:
+                for attempt_id in attempt_ids:  # in id order: no deadlock between batches
+                    held.enter_context(self._locked(f"ivr-call:{attempt_id}"))
+                with self._db.unit_of_work() as session:
+                    attempts = self._lock_attempts(session, attempt_ids)
+                    records: dict[str, SessionRecord] = {}  # this batch's, not yet stored
+                    for n, event, ids in known:
+                        key = session_key(ids.campaign_id, ids.attempt_id)
+                        one = self._handle(session, attempts[ids.attempt_id], key, event, records)
+                        if one.record is not None:
+                            records[key] = one.record
+                        handled.append((n, ids.attempt_id, one))
+            except Exception as error:
+                raise _NotCommitted from error
+            # Committed. A failure from here on reaches every report of the batch, as it
+            # reaches the caller of on_call_event: nothing is handled twice.
+            for _, _, one in handled:
+                self._store(one)
+        return [(n, self._after_commit(attempt_id, one)) for n, attempt_id, one in handled]
+
+    @staticmethod
+    def _lock_attempts(session: Session, attempt_ids: list[int]) -> dict[int, Attempt]:
+        found = session.scalars(_LOCK_ATTEMPTS, {"ids": attempt_ids})
+        attempts = {attempt.id: attempt for attempt in found}
+        missing = set(attempt_ids) - attempts.keys()
+        assert not missing, "the attempts were found a moment ago"
+        return attempts
+
+    def _find_call(self, event: CallEvent) -> CallIds | None:
+        """The attempt's ids: remembered from an earlier report of the call, else looked up."""
+        names = [f"key:{event.attempt_key}"] if event.attempt_key else []
+        names += [f"ref:{event.carrier_ref}"] if event.carrier_ref else []
+        for name in names:
+            known = self._calls.get(name)
+            if known is not None:
+                return known
+        found = self._look_up_call(event)
+        if found is not None:
+            self._calls.put(found[0], found[1])
+        return None if found is None else found[1]
+
+    def _look_up_keys(self, events: Sequence[CallEvent]) -> None:
+        """Remembers the attempts of the new calls of a batch with one query."""
+        new = {
+            event.attempt_key
+            for event in events
+            if event.attempt_key and self._calls.get(f"key:{event.attempt_key}") is None
+        }
+        if not new:
+            return
+        with self._db.read_only() as session:
+            rows = session.execute(_BY_KEYS, {"keys": sorted(new)}).all()
+        for attempt_id, campaign_id, key in rows:
+            self._calls.put(f"key:{key}", CallIds(int(attempt_id), int(campaign_id)))
+
+    def _look_up_call(self, event: CallEvent) -> tuple[str, CallIds] | None:
+        with self._db.read_only() as session:
+            if event.attempt_key:
+                row = session.execute(_BY_KEY, {"key": event.attempt_key}).first()
+                if row is not None:
+                    return f"key:{event.attempt_key}", CallIds(int(row[0]), int(row[1]))
+            if event.carrier_ref:
+                row = session.execute(_BY_REF, {"ref": event.carrier_ref}).first()
+                if row is not None:
+                    return f"ref:{event.carrier_ref}", CallIds(int(row[0]), int(row[1]))
+        return None
+
+    def _handle(
+        self,
+        session: Session,
+        attempt: Attempt,
+        key: str,
+        event: CallEvent,
+        pending: dict[str, SessionRecord],
+    ) -> _Handled:
+        """One report on a locked attempt; ``pending``: records handled in this unit of work
+        but not stored yet (a batch may hold several reports of one call)."""
+        record = pending.get(key) or self._load(key, attempt)
         token = retry_token(event)
         if token is not None and token in record.seen:
             self._warn("repeated_event")
-            return _Handled([], key, None)
+            return _Handled([], key, None, ended=record.phase is CallPhase.ENDED)
         self._bind(attempt, event)
         ivr_event = to_ivr_event(event, record.phase)
         phase = next_phase(event, record.phase)
@@ -261,7 +400,7 @@ class CallSession:
         if phase is CallPhase.ENDED and record.phase is not CallPhase.ENDED:
             self._finish(session, attempt, event)
         seen = (*record.seen, token)[-SEEN_TOKENS_KEPT:] if token else record.seen
-        return _Handled(actions, key, SessionRecord(phase, engine, seen))
+        return _Handled(actions, key, SessionRecord(phase, engine, seen), phase is CallPhase.ENDED)
 
     def _load(self, key: str, attempt: Attempt) -> SessionRecord:
         stored = self._coordination.get_state(key)
@@ -292,43 +431,28 @@ class CallSession:
     def _step(
         self, session: Session, attempt: Attempt, engine: State, ivr_event: Event
     ) -> tuple[list[act.Action], State]:
-        campaign = session.get(Campaign, attempt.campaign_id)
-        context = self._context(session, attempt, campaign) if campaign else None
-        if campaign is None or context is None:
+        opened = self._opened(session, attempt)
+        if opened is None:
             self._warn("context_unavailable")
             return [act.Hangup()], replace(engine, ended=True)
-        return step(self._flows(campaign.script_name), context, engine, ivr_event)
+        context = opened.context
+        available = self._operator_free() > 0  # read afresh: operators come and go mid-call
+        if context.operator_available is not available:
+            context = replace(context, operator_available=available)
+        return step(self._flows(opened.script_name), context, engine, ivr_event)
 
-    def _context(
-        self, session: Session, attempt: Attempt, campaign: Campaign
-    ) -> CallContext | None:
-        """The engine's view of the call, opened from the sealed record (None: cannot call)."""
-        person = session.get(Person, attempt.person_id) if attempt.person_id else None
-        if person is None or campaign.wrapped_data_key is None:
+    def _opened(self, session: Session, attempt: Attempt) -> OpenedCall | None:
+        """The call's context, opened once per call (then from memory); None: cannot call."""
+        if attempt.person_id is None:  # wiped or never had a person: forget what was opened
+            self.contexts.drop(attempt.id)
             return None
-        cipher = self._keyring.cipher(campaign.wrapped_data_key, campaign.id)
-        record = cipher.open_record(person.sealed_pii, "pii")
-        kana = str(record.get("name_kana") or "").strip()
-        if not kana:
-            return None
-        phone = session.get(Phone, attempt.phone_id) if attempt.phone_id else None
-        detail = campaign.disclosure_level is DisclosureLevel.DETAIL
-        town, ivr = self._settings.municipality, self._settings.ivr
-        return CallContext(
-            municipality=town.name,
-            municipality_kana=town.name_kana,
-            section=town.section,
-            callback_number=town.callback_number_display,
-            name_kana=kana,
-            disclosure=campaign.disclosure_level,
-            items=_items(person),
-            birth_mmdd=_birth_mmdd(record.get("birth_date")) if detail else None,
-            mobile=phone is not None and phone.kind is PhoneKind.MOBILE,
-            operator_available=self._operator_free() > 0,
-            payment_methods=tuple(ivr.payment_methods),
-            machine_policy=ivr.machine_policy,
-            language="en" if person.language == "en" else "ja",
-        )
+        opened = self.contexts.get(attempt.id)
+        if opened is not None:
+            return opened
+        opened = self._opener.open(session, attempt, self._operator_free() > 0)
+        if opened is not None:
+            self.contexts.put(attempt.id, opened)
+        return opened
 
     # ---------------------------------------------------------------- side effects
 
@@ -525,17 +649,3 @@ class CallSession:
     def _warn(self, reason: str) -> None:
         self.warnings[reason] += 1
         log.warning("call session: %s (seen %d times)", reason, self.warnings[reason])
-
-
-def _items(person: Person) -> tuple[ReceivableItem, ...]:
-    ordered = sorted(person.receivables, key=lambda r: (r.fiscal_year, r.due_date, r.kind))
-    return tuple(ReceivableItem(r.fiscal_year, r.kind, r.unpaid_yen, r.due_date) for r in ordered)
-
-
-def _birth_mmdd(value: object) -> str | None:
-    """``"1980-04-15"`` (how the loader seals a birth date) -> ``"0415"``."""
-    text = str(value or "")
-    if len(text) >= 10 and text[4] == "-" and text[7] == "-":
-        mmdd = text[5:7] + text[8:10]
-        return mmdd if mmdd.isdigit() else None
-    return None

@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 import ivr_scripts.actions as act
+from dialer.call_memory import ContextCache
 from dialer.call_session import (
     OPERATORS_FREE_KEY,
     CallSession,
@@ -36,7 +38,12 @@ from dialer.ports import (
 )
 from ivr_scripts.model import TimeBand
 from kernel.calendar import TOKYO, CallingPolicy, CallingWindow
-from kernel.coordination import Coordination, LocalCoordination, RedisCoordination
+from kernel.coordination import (
+    Coordination,
+    CoordinationUnavailable,
+    LocalCoordination,
+    RedisCoordination,
+)
 from kernel.db import Database
 from kernel.models import (
     Attempt,
@@ -394,3 +401,216 @@ def test_callback_due_is_the_next_opening_of_the_band(
     due = callback_due(WINDOW, band, after_local.replace(tzinfo=TOKYO))
     assert due == expected_local.replace(tzinfo=TOKYO)
     assert WINDOW.is_open(due)
+
+
+# ------------------------------------------------------------------ the opened context in memory
+
+
+def test_the_context_is_opened_once_per_call_and_dropped_at_its_end(call: Call) -> None:
+    person_reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM persons" in statement:
+            person_reads.append(statement)
+
+    sa_event.listen(call.database.engine, "before_cursor_execute", count)
+    try:
+        call.answer()
+        assert call.attempt_id in call.sink.contexts  # opened on the answer, kept for the call
+        opened = len(person_reads)
+        assert opened >= 1
+        assert _kinds(call.report(digits="1"))[-1] == "Gather"
+        call.report(digits="0")
+        assert len(person_reads) == opened  # the sealed record was not read again
+    finally:
+        sa_event.remove(call.database.engine, "before_cursor_execute", count)
+    assert call.attempt_id in call.sink.contexts
+    call.report(status=CallStatus.COMPLETED)
+    assert call.attempt_id not in call.sink.contexts
+    assert call.report(status=CallStatus.COMPLETED) == []  # a repeat after the end
+    assert call.attempt_id not in call.sink.contexts
+
+
+def test_a_call_wiped_mid_flow_forgets_its_context_and_hangs_up(call: Call) -> None:
+    call.answer()
+    assert call.attempt_id in call.sink.contexts
+    with call.database.unit_of_work() as session:  # what the wipe does to a live attempt
+        attempt = session.get(Attempt, call.attempt_id)
+        assert attempt is not None
+        attempt.person_id = None
+        attempt.phone_id = None
+    actions = call.report(digits="1")
+    assert _kinds(actions) == ["Hangup"]
+    assert not any(isinstance(a, act.Say) for a in actions)
+    assert call.attempt_id not in call.sink.contexts
+    assert call.sink.warnings["context_unavailable"] == 1
+
+
+def test_an_expired_context_is_opened_again(call: Call) -> None:
+    clock = _Monotonic()
+    call.sink.contexts = ContextCache(ttl_seconds=60, clock=clock)
+    call.answer()
+    clock.now += 61
+    assert call.attempt_id not in call.sink.contexts
+    menu = call.report(digits="1")  # reopened from the sealed record
+    assert _kinds(menu)[-1] == "Gather"
+    assert call.attempt_id in call.sink.contexts
+
+
+def test_operators_are_counted_afresh_on_every_step_of_a_cached_call(call: Call) -> None:
+    call.answer()  # nobody is free when the context is opened
+    set_free_operators(call.coordination, 1)
+    call.report(digits="1")
+    assert "Transfer" in _kinds(call.report(digits="1"))
+    assert call.coordination.get_state(OPERATORS_FREE_KEY) == "0"
+
+
+def test_later_reports_of_a_call_skip_the_lookup_but_unknown_calls_stay_unknown(
+    call: Call,
+) -> None:
+    call.answer()
+    with call.database.unit_of_work() as session:  # the key is now remembered by this process
+        attempt = session.get(Attempt, call.attempt_id)
+        assert attempt is not None
+        attempt.idempotency_key = "renamed-after-the-first-report"
+    assert _kinds(call.report(digits="1"))[-1] == "Gather"
+    stranger = CallEvent("CAother", NOW, digits="1", attempt_key="nope")
+    assert call.sink.on_call_event(stranger) == []
+    assert call.sink.warnings["unknown_call"] == 1
+
+
+class _Monotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ------------------------------------------------------------------ group commit
+
+
+def _second_call(call: Call) -> Call:
+    return Call(
+        call.sink,
+        call.seeded,
+        call.database,
+        call.coordination,
+        call.seeded.attempt_keys["b"],
+        call.seeded.attempt_ids["b"],
+        ref="CAbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+    )
+
+
+def _event(call: Call, seconds: int, **fields: Any) -> CallEvent:
+    return _with(
+        CallEvent(call.ref, NOW + timedelta(seconds=seconds), attempt_key=call.key), **fields
+    )
+
+
+def test_a_batch_handles_two_calls_and_keeps_each_calls_order(call: Call) -> None:
+    other = _second_call(call)
+    answered = {"status": CallStatus.IN_PROGRESS, "answered_by": AnsweredBy.HUMAN}
+    batch = [
+        _event(call, 1, **answered),
+        _event(other, 1, **answered),
+        _event(call, 2, digits="1"),
+        _event(other, 2, digits="2"),  # not the person
+        _event(call, 3, digits="3"),  # already paid
+        _event(call, 4, status=CallStatus.COMPLETED, duration_seconds=40),
+        _event(other, 4, status=CallStatus.COMPLETED, duration_seconds=20),
+        _event(call, 5, status=CallStatus.COMPLETED, duration_seconds=40),  # a repeat
+    ]
+    results = call.sink._on_call_events(batch)
+    kinds = [_kinds(r) if isinstance(r, list) else r for r in results]
+    assert [k[-1] for k in kinds[:4]] == ["Gather"] * 4  # greetings, menu, "your number?"
+    assert "Hangup" in kinds[4]
+    assert kinds[5:] == [[], ["RecordOutcome"], []]  # "other" hung up mid-flow
+    assert call.attempt().outcome_code == "paid_claimed"
+    assert other.attempt().outcome_code == "wrong_party"
+    assert call.attempt().duration_seconds == 40 and other.attempt().duration_seconds == 20
+    assert _counted(call.database, "attempts.ivr") == 2  # each finished and counted once
+    assert call.state() is None and other.state() is None
+    assert call.attempt_id not in call.sink.contexts
+
+
+def test_a_report_that_fails_in_a_batch_fails_alone(
+    database: Database, coordination: Coordination, keyring: KeyRing
+) -> None:
+    class FailsOnOneCall(CallSession):
+        def _handle(self, session: Any, attempt: Attempt, *args: Any) -> Any:
+            if attempt.idempotency_key.endswith("-2"):
+                raise RuntimeError("this report cannot be saved")
+            return super()._handle(session, attempt, *args)
+
+    seeded = seed_campaign(database, keyring, ["a", "b"])
+    settings = load_settings(environment="demo", database_url=database.url)
+    sink = FailsOnOneCall(database, coordination, keyring, settings, clock=SimulatedClock(NOW))
+    call = Call(
+        sink, seeded, database, coordination, seeded.attempt_keys["a"], seeded.attempt_ids["a"]
+    )
+    other = _second_call(call)
+    answered = {"status": CallStatus.IN_PROGRESS, "answered_by": AnsweredBy.HUMAN}
+    results = sink._on_call_events(
+        [
+            _event(call, 1, **answered),
+            _event(other, 1, **answered),
+            _event(call, 2, status=CallStatus.COMPLETED),
+        ]
+    )
+    assert isinstance(results[1], RuntimeError)
+    assert isinstance(results[0], list) and _kinds(results[0])[-1] == "Gather"
+    assert isinstance(results[2], list) and _kinds(results[2]) == ["RecordOutcome"]
+    assert call.attempt().status is AttemptStatus.COMPLETED
+    assert call.attempt().outcome_code == "hangup_before_confirm"
+    assert other.attempt().status is AttemptStatus.CLAIMED  # nothing of it was saved
+    assert _counted(database, "attempts.ivr") == 1
+
+
+def test_reports_submitted_from_many_threads_are_all_answered(call: Call) -> None:
+    other = _second_call(call)
+    answered = {"status": CallStatus.IN_PROGRESS, "answered_by": AnsweredBy.HUMAN}
+    greetings = [call.sink.submit_call_event(_event(c, 1, **answered)) for c in (call, other)]
+    assert all(_kinds(g.result(timeout=30))[-1] == "Gather" for g in greetings)
+    menus = [call.sink.submit_call_event(_event(c, 2, digits="1")) for c in (call, other)]
+    assert all(_kinds(m.result(timeout=30))[-1] == "Gather" for m in menus)
+    ends = [
+        call.sink.submit_call_event(_event(c, 3, status=CallStatus.COMPLETED))
+        for c in (call, other)
+    ]
+    assert [_kinds(e.result(timeout=30)) for e in ends] == [["RecordOutcome"]] * 2
+    assert call.attempt().outcome_code == other.attempt().outcome_code == "rpc_confirmed"
+    assert _counted(call.database, "attempts.ivr") == 2
+
+
+class _StoreFailsOnce(LocalCoordination):
+    """In-process coordination whose next state write fails (the store went away)."""
+
+    fail_next_put = False
+
+    def put_state(self, key: str, value: str, ttl_seconds: float) -> None:
+        if self.fail_next_put:
+            self.fail_next_put = False
+            raise CoordinationUnavailable("the store went away")
+        super().put_state(key, value, ttl_seconds)
+
+
+def test_a_failure_after_the_commit_reaches_the_reports_and_nothing_is_redone(
+    database: Database, keyring: KeyRing
+) -> None:
+    store = _StoreFailsOnce()
+    call = _call(database, store, keyring)
+    other = _second_call(call)
+    answered = {"status": CallStatus.IN_PROGRESS, "answered_by": AnsweredBy.HUMAN}
+    for each in (call, other):
+        call.sink.submit_call_event(_event(each, 1, **answered)).result(timeout=30)
+    store.fail_next_put = True
+    with pytest.raises(CoordinationUnavailable):
+        call.sink._on_call_events(
+            [_event(call, 2, status=CallStatus.COMPLETED), _event(other, 2, digits="1")]
+        )
+    assert call.attempt().status is AttemptStatus.COMPLETED  # committed before the failure
+    assert other.attempt().identity_confirmed_at is not None
+    assert _counted(database, "attempts.ivr") == 1
+    # not handled a second time: the state the failed write was to replace is still there
+    assert json.loads(other.state() or "{}")["engine"]["identity_confirmed"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,15 +15,19 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
+import ivr_scripts.actions as act
 from dialer.carriers.twilio_webhooks import (
+    SINK_THREADS,
     answered_by,
     confidence,
+    sink_threads,
     status_event,
     twilio_router,
     voice_event,
 )
 from dialer.ports import (
     AnsweredBy,
+    CallEvent,
     CallStatus,
     InboundSms,
     SmsStatus,
@@ -476,3 +481,47 @@ def test_status_event_leaves_the_answer_to_the_voice_request() -> None:
     assert status_event(call_params(CallStatus="bogus"), KEY, NOW) is None
     busy = status_event(call_params(CallStatus="busy", CallDuration="0"), KEY, NOW)
     assert busy is not None and busy.status is CallStatus.BUSY and busy.duration_seconds == 0
+
+
+# --- how the sink is called ------------------------------------------------------------------
+
+
+class ThreadNoting(MemorySink):
+    """Notes which thread took each report (a sink that does I/O must not block the loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def on_call_event(self, event: CallEvent) -> list[act.Action]:
+        self.threads.append(threading.current_thread().name)
+        return super().on_call_event(event)
+
+
+def test_a_blocking_sink_runs_on_the_routers_threads_in_arrival_order() -> None:
+    sink = ThreadNoting()
+    call = sink.expect(KEY, context())
+    app = FastAPI()
+    app.include_router(twilio_router(sink, settings(), RecordingLiveCalls()))
+    with TestClient(app) as client:
+        twilio = Twilio(client)
+        answer(twilio)
+        press(twilio, "1")
+        press(twilio, "0")
+    assert [e.digits for e in call.events] == [None, "1", "0"]
+    assert sink.threads and all(name.startswith("twilio-sink") for name in sink.threads)
+
+
+def test_a_sink_that_only_computes_runs_on_the_event_loop() -> None:
+    sink = ThreadNoting()
+    sink.expect(KEY, context())
+    app = FastAPI()
+    app.include_router(twilio_router(sink, settings(), RecordingLiveCalls(), sink_blocks=False))
+    with TestClient(app) as client:
+        answer(Twilio(client))
+    assert sink.threads and not any(name.startswith("twilio-sink") for name in sink.threads)
+
+
+def test_sqlite_gets_one_sink_thread_a_server_database_several() -> None:
+    assert sink_threads("sqlite:///var/dunning.db") == 1
+    assert sink_threads("postgresql+psycopg://dunning@db/dunning") == SINK_THREADS > 1

@@ -1,0 +1,105 @@
+"""Group commit: one writer thread handles the call reports that queue up, a batch at a time.
+
+Under load, webhooks arrive faster than one unit of work per report can commit, and on SQLite
+concurrent writers only queue in its busy handler (which sleeps). :class:`GroupCommitter`
+keeps one thread that takes every report queued so far (up to ``max_batch``), hands them to
+``handle_batch`` in arrival order - the call session handles them in one unit of work, so the
+session, the connection and the commit are paid once per batch - and resolves each report's
+own future with its result or its exception. A lone report is handled at once: nothing waits
+for a batch to fill.
+
+The thread starts with the first report and ends after ``idle_seconds`` without one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+MAX_BATCH = 32
+IDLE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class _Queued(Generic[Item, Result]):
+    item: Item
+    future: Future[Result]
+
+
+class GroupCommitter(Generic[Item, Result]):
+    """Queues items for one writer thread; ``handle_batch`` returns one result (or the
+    exception that item raised) per item, in order."""
+
+    def __init__(
+        self,
+        handle_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
+        *,
+        max_batch: int = MAX_BATCH,
+        idle_seconds: float = IDLE_SECONDS,
+        name: str = "group-commit",
+    ) -> None:
+        self._handle_batch = handle_batch
+        self._max_batch = max_batch
+        self._idle_seconds = idle_seconds
+        self._name = name
+        self._queue: queue.SimpleQueue[_Queued[Item, Result]] = queue.SimpleQueue()
+        self._mutex = threading.Lock()
+        self._running = False
+        self.batches = 0  # how many batches were handled (observability, tests)
+
+    def submit(self, item: Item) -> Future[Result]:
+        future: Future[Result] = Future()
+        self._queue.put(_Queued(item, future))
+        with self._mutex:
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name=self._name, daemon=True).start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._handle(batch)
+
+    def _next_batch(self) -> list[_Queued[Item, Result]] | None:
+        try:
+            first = self._queue.get(timeout=self._idle_seconds)
+        except queue.Empty:
+            with self._mutex:  # a report queued just now still finds a running writer
+                if self._queue.empty():
+                    self._running = False
+                    return None
+            first = self._queue.get()
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _handle(self, batch: list[_Queued[Item, Result]]) -> None:
+        try:
+            results = self._handle_batch([queued.item for queued in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+        except BaseException as error:  # every waiting report must be answered
+            for queued in batch:
+                queued.future.set_exception(error)
+            return
+        finally:
+            self.batches += 1
+        for queued, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                queued.future.set_exception(result)
+            else:
+                queued.future.set_result(result)

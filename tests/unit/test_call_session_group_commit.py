@@ -1,0 +1,91 @@
+"""The group commit's writer thread: batches of what queued up, each report its own answer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from dialer.call_batches import GroupCommitter
+
+
+class Recorder:
+    """A batch handler that waits at a gate, so reports can queue up behind the first."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, items: Sequence[str]) -> list[str | BaseException]:
+        self.entered.set()
+        self.gate.wait(5)
+        self.batches.append(list(items))
+        return [ValueError(item) if item.startswith("bad") else item.upper() for item in items]
+
+
+def test_a_lone_report_is_handled_at_once() -> None:
+    handler = Recorder()
+    writer = GroupCommitter(handler)
+    assert writer.submit("a").result(timeout=5) == "A"
+    assert handler.batches == [["a"]]
+
+
+def test_reports_that_queue_up_are_handled_together_in_arrival_order() -> None:
+    handler = Recorder()
+    handler.gate.clear()
+    writer = GroupCommitter(handler, max_batch=3)
+    first = writer.submit("first")
+    assert handler.entered.wait(5)  # the writer holds "first" at the gate; the rest queue
+    later = [writer.submit(name) for name in ("b1", "b2", "b3", "c1")]
+    handler.gate.set()
+    assert first.result(timeout=5) == "FIRST"
+    assert [future.result(timeout=5) for future in later] == ["B1", "B2", "B3", "C1"]
+    assert handler.batches == [["first"], ["b1", "b2", "b3"], ["c1"]]
+
+
+def test_each_report_gets_its_own_exception() -> None:
+    writer = GroupCommitter(Recorder())
+    good, bad = writer.submit("good"), writer.submit("bad one")
+    assert good.result(timeout=5) == "GOOD"
+    with pytest.raises(ValueError, match="bad one"):
+        bad.result(timeout=5)
+
+
+def test_a_failing_batch_fails_every_report_of_it_and_the_writer_goes_on() -> None:
+    calls = 0
+
+    def flaky(items: Sequence[str]) -> list[str | BaseException]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database gone")
+        return list(items)
+
+    writer = GroupCommitter(flaky)
+    with pytest.raises(RuntimeError, match="database gone"):
+        writer.submit("x").result(timeout=5)
+    assert writer.submit("y").result(timeout=5) == "y"
+
+
+def test_a_handler_must_answer_every_report() -> None:
+    writer: GroupCommitter[str, str] = GroupCommitter(lambda items: [])
+    with pytest.raises(RuntimeError, match="0 results for a batch of 1"):
+        writer.submit("x").result(timeout=5)
+
+
+def test_the_writer_thread_ends_when_idle_and_comes_back() -> None:
+    writer = GroupCommitter(Recorder(), idle_seconds=0.05, name="test-writer-idle")
+
+    def writers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "test-writer-idle"]
+
+    assert writer.submit("a").result(timeout=5) == "A"
+    deadline = time.monotonic() + 5
+    while writers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writers() == []
+    assert writer.submit("b").result(timeout=5) == "B"
