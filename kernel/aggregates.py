@@ -18,12 +18,13 @@ owes several kinds. Operator productivity uses ``operator:<user id>``. Reports r
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from fnmatch import fnmatch
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Insert, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -76,7 +77,8 @@ def local_day(instant: datetime) -> date:
 
 
 def add_counts(session: Session, *, day: date, campaign_id: int, counts: Mapping[Key, int]) -> None:
-    """Add many counters at once with one atomic upsert (safe under concurrent writers)."""
+    """Add many counters at once with one atomic upsert per counter (safe under concurrent
+    writers), sent as one executemany of a statement compiled once per dialect."""
     rows = [
         {"day": day, "campaign_id": campaign_id, "dimension": dim, "metric": metric, "value": n}
         for (dim, metric), n in counts.items()
@@ -84,14 +86,19 @@ def add_counts(session: Session, *, day: date, campaign_id: int, counts: Mapping
     ]
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
+    session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    table = DailyAggregate.__table__
+    assert isinstance(table, Table)
     maker = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = maker(DailyAggregate).values(rows)
-    statement = statement.on_conflict_do_update(
+    statement = maker(table)
+    return statement.on_conflict_do_update(
         index_elements=["day", "campaign_id", "dimension", "metric"],
-        set_={"value": DailyAggregate.value + statement.excluded.value},
+        set_={"value": table.c.value + statement.excluded.value},
     )
-    session.execute(statement)
 
 
 def bump(
