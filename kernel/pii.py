@@ -14,12 +14,13 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -82,9 +83,16 @@ class KeyRing:
         return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
     def digester(self, purpose: str) -> Callable[[str], str]:
-        """:meth:`digest` for many values of one purpose, deriving the key only once."""
-        key = _derive(self.master_secret, f"digest:{purpose}")
-        return lambda value: hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+        """:meth:`digest` for many values of one purpose: the key is derived and the HMAC
+        keyed only once (each value continues a copy of the keyed state)."""
+        keyed = crypto_hmac.HMAC(_derive(self.master_secret, f"digest:{purpose}"), hashes.SHA256())
+
+        def digest(value: str) -> str:
+            state = keyed.copy()
+            state.update(value.encode())
+            return state.finalize().hex()
+
+        return digest
 
     def _kek(self) -> bytes:
         return _derive(self.master_secret, "key-encryption-key")
@@ -121,6 +129,18 @@ class PiiCipher:
 
         return seal
 
+    def seal_many(self, values: Sequence[bytes], field: str) -> list[bytes]:
+        """:meth:`seal_text` of many values of one field, given encoded (UTF-8): the key
+        schedule and the context are prepared once and the nonces drawn from the OS in one
+        call. The format is :meth:`seal_text`'s, so :meth:`open_text` opens every value."""
+        encrypt, context = AESGCM(self.data_key).encrypt, self._context(field).encode()
+        nonces = os.urandom(NONCE_BYTES * len(values))
+        sealed = []
+        for start, value in zip(range(0, len(nonces), NONCE_BYTES), values, strict=True):
+            nonce = nonces[start : start + NONCE_BYTES]
+            sealed.append(b"".join((FORMAT_VERSION, nonce, encrypt(nonce, value, context))))
+        return sealed
+
     def record_sealer(self, field: str) -> Callable[[dict[str, Any]], bytes]:
         """:meth:`seal_record` for many records of one field."""
         seal = self.sealer(field)
@@ -134,3 +154,18 @@ class PiiCipher:
 
     def _context(self, field: str) -> str:
         return f"campaign:{self.campaign_id}:{field}"
+
+
+def seal_batches(
+    data_key: bytes, campaign_id: int, batches: Sequence[tuple[str, Sequence[bytes]]]
+) -> list[list[bytes]]:
+    """:meth:`PiiCipher.seal_many` of each (field, values) batch: a picklable entry point for
+    a worker process that seals a bulk import's values while the importer inserts."""
+    cipher = PiiCipher(data_key, campaign_id)
+    return [cipher.seal_many(values, field) for field, values in batches]
+
+
+def digest_batch(keyring: KeyRing, purpose: str, values: Sequence[str]) -> list[str]:
+    """:meth:`KeyRing.digester` over many values: a picklable entry point for a worker."""
+    digest = keyring.digester(purpose)
+    return [digest(value) for value in values]

@@ -101,7 +101,7 @@ class SyncSettings(BaseModel):
     sharing_policy: SharingPolicy = Field(default_factory=SharingPolicy)
     # CSV/TSV files go through the columnar pipeline when it can read them exactly (it
     # declines otherwise); False forces the row pipeline, the reference it is tested against.
-    columnar_import: bool = False  # LEAD: flips to True when the columnar modules land
+    columnar_import: bool = True
 
 
 class DialerSettings(BaseModel):

@@ -36,7 +36,7 @@ from kernel.errors import InvalidInput
 from kernel.models import Channel, ImportBatch, PhoneStatus
 from kernel.pii import KeyRing
 from kernel.settings import SyncSettings
-from sync import loader, normalize, parallel
+from sync import columnar_load, columnar_read, loader, normalize, parallel
 from sync.cached_rows import CachedRowParser
 from sync.columnar_schema import ColumnarCollected
 from sync.eligibility import Candidate, EligibilityPolicy, exclusion_rule
@@ -266,8 +266,6 @@ class _Job:
         when it is off or declines the file, which the row pipeline then reads."""
         if not (self.settings.columnar_import and isinstance(self.source, CsvSource)):
             return None
-        from sync import columnar_read
-
         collected = columnar_read.collect_columnar(
             self.source,
             self.layout,
@@ -385,8 +383,6 @@ class _Job:
         )
         exclusions = loader.active_exclusions(session)
         if isinstance(collected, ColumnarCollected):
-            from sync import columnar_load
-
             dv_ids = columnar_load.load_columnar(
                 session,
                 collected,
