@@ -43,6 +43,7 @@ from tests.integration.test_sync_import import row, write_csv
 KEYRING = KeyRing("test-secret-columnar-load-0123456789abcdef")
 AS_OF = date(2026, 11, 24)
 SETTINGS = SyncSettings()
+WITH_WORKER = SyncSettings(seal_in_worker=True)
 VOLATILE = ("campaign_id", "import_id", "duration_s", "rejects_file", "file_sha256")
 
 
@@ -197,7 +198,7 @@ def assert_same_import(
     expected = import_file(
         database,
         KEYRING,
-        sync,
+        sync.model_copy(update={"columnar_import": False}),  # the row pipeline
         path,
         as_of=AS_OF,
         campaign_id=row_campaign,
@@ -238,7 +239,7 @@ def test_sealing_on_a_worker_process_in_chunks(
     monkeypatch.setattr(columnar_load, "CHUNK_PERSONS", 97)
     path = tmp_path / "export.csv"
     write_export(path, persons=600, seed=7, as_of=AS_OF)
-    summary = assert_same_import(database, path, tmp_path)
+    summary = assert_same_import(database, path, tmp_path, sync=WITH_WORKER)
     assert summary.persons_loaded > 3 * 97
 
 
@@ -377,7 +378,7 @@ def test_a_worker_that_dies_leaves_the_work_to_the_importer(
     path = tmp_path / "export.csv"
     write_export(path, persons=120, seed=4, as_of=AS_OF)
     try:
-        assert assert_same_import(database, path, tmp_path).persons_loaded > 0
+        assert assert_same_import(database, path, tmp_path, sync=WITH_WORKER).persons_loaded > 0
     finally:
         database.dispose()
     assert "no worker process for the load's cryptography" in caplog.text
