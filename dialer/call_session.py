@@ -572,7 +572,9 @@ class CallSession:
         else:
             attempt.duration_seconds = 0
         session.flush()
-        record_attempt_result(session, attempt)
+        opened = self.contexts.get(attempt.id)  # its items are all the person's receivables
+        kinds = [item.kind_name for item in opened.context.items] if opened else None
+        record_attempt_result(session, attempt, kinds)
 
     # ---------------------------------------------------------------- operators
 

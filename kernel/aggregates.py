@@ -182,11 +182,16 @@ def operator_metrics(attempt: Attempt) -> Counter[Key]:
     return counts
 
 
-def record_attempt_result(session: Session, attempt: Attempt) -> None:
+def record_attempt_result(
+    session: Session, attempt: Attempt, kinds: Iterable[str] | None = None
+) -> None:
     """Count one finished attempt: by channel, outcome code, carrier result, answer, 本人接触,
-    identity confirmation, promise (count and amount), talk time, and operator productivity."""
+    identity confirmation, promise (count and amount), talk time, and operator productivity.
+    ``kinds``: the person's receivable kinds when the caller has them at hand (else read)."""
     instant = attempt.ended_at or attempt.scheduled_at
-    counts = _spread(attempt_metrics(attempt), person_kinds(session, attempt.person_id))
+    if kinds is None:
+        kinds = person_kinds(session, attempt.person_id)
+    counts = _spread(attempt_metrics(attempt), sorted(set(kinds)))
     counts.update(operator_metrics(attempt))
     add_counts(session, day=local_day(instant), campaign_id=attempt.campaign_id, counts=counts)
 

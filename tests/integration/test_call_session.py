@@ -141,11 +141,11 @@ def call(database: Database, coordination: Coordination, keyring: KeyRing) -> Ca
     return _call(database, coordination, keyring)
 
 
-def _counted(database: Database, metric: str) -> int:
+def _counted(database: Database, metric: str, dimension: str = "total") -> int:
     with database.read_only() as session:
         values = session.scalars(
             select(DailyAggregate.value).where(
-                DailyAggregate.metric == metric, DailyAggregate.dimension == "total"
+                DailyAggregate.metric == metric, DailyAggregate.dimension == dimension
             )
         )
         return sum(values)
@@ -175,6 +175,7 @@ def test_a_call_runs_the_flow_and_finishes_the_attempt_once(call: Call) -> None:
     assert attempt.identity_confirmed_at is not None
     assert _counted(call.database, "attempts.ivr") == 1
     assert _counted(call.database, "outcome.ivr.paid_claimed") == 1
+    assert _counted(call.database, "attempts.ivr", "kind:市民税") == 1  # kinds from the context
     assert call.state() is None
 
 
@@ -198,6 +199,7 @@ def test_a_final_status_before_the_answer_ends_the_call(call: Call) -> None:
     attempt = call.attempt()
     assert attempt.status is AttemptStatus.COMPLETED
     assert attempt.outcome_code is None and attempt.carrier_result == "completed"
+    assert _counted(call.database, "attempts.ivr", "kind:市民税") == 1  # no context: read
     assert _counted(call.database, "attempts.ivr") == 1
 
 
