@@ -150,6 +150,9 @@ def serve(port: int, sink: str, inline_sink: bool, database_url: str | None) -> 
     async def trivial() -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    from dunning.runtime import freeze_startup_objects
+
+    freeze_startup_objects()  # as ``dunning serve`` does when its start-up is done
     uvicorn.run(
         app,
         host="127.0.0.1",
