@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import random
@@ -150,9 +151,10 @@ def serve(port: int, sink: str, inline_sink: bool, database_url: str | None) -> 
     async def trivial() -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    from dunning.runtime import freeze_startup_objects
-
-    freeze_startup_objects()  # as ``dunning serve`` does when its start-up is done
+    # what dunning.runtime.freeze_startup_objects does once ``dunning serve`` has started
+    # (not imported from there: this script's directory shadows the ``reports`` package)
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host="127.0.0.1",
