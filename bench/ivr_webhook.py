@@ -174,24 +174,12 @@ def seed_database(database_url: str, calls: int, keys_per_call: list[str]) -> No
     phone, a receivable), each with one claimed IVR attempt per key in ``keys_per_call``
     (attempt key ``{key}-{target}`` with the key's ``{i}`` filled in: the keys the client posts).
     """
-    from datetime import date
 
     from kernel.db import Database
     from kernel.migrate import upgrade
-    from kernel.models import (
-        Attempt,
-        AttemptStatus,
-        Campaign,
-        CampaignStatus,
-        Channel,
-        DisclosureLevel,
-        Person,
-        Phone,
-        PhoneKind,
-        Receivable,
-    )
+    from kernel.models import Attempt, AttemptStatus, Channel
     from kernel.pii import KeyRing
-    from tests.contract.seed import PII
+    from tests.contract.seed import PII, add_target, running_campaign
 
     settings = bench_settings(database_url)
     keyring = KeyRing(settings.data_key_secret.get_secret_value())
@@ -199,51 +187,13 @@ def seed_database(database_url: str, calls: int, keys_per_call: list[str]) -> No
     upgrade(database)
     now = datetime.now(UTC)
     with database.unit_of_work() as session:
-        campaign = Campaign(
-            name="ivr-bench",
-            status=CampaignStatus.RUNNING,
-            disclosure_level=DisclosureLevel.NOTICE,
-            created_by="bench",
-            as_of=date(2026, 11, 1),
-        )
-        session.add(campaign)
-        session.flush()
-        campaign.wrapped_data_key = keyring.new_wrapped_data_key(campaign.id)
-        cipher = keyring.cipher(campaign.wrapped_data_key, campaign.id)
+        campaign, cipher = running_campaign(session, keyring, name="ivr-bench", created_by="bench")
         for target in range(calls):
+            pii = {**PII, "atena_no": str(100_000_000 + target)}
             number = "+8190" + str(10_000_000 + target)
-            atena = str(100_000_000 + target)
-            person = Person(
-                campaign_id=campaign.id,
-                ref_digest=keyring.digest("person", atena),
-                sealed_pii=cipher.seal_record({**PII, "atena_no": atena}, "pii"),
-                has_kana=True,
-                channel=Channel.IVR,
-                unpaid_total_yen=38_500,
+            person, phone = add_target(
+                session, keyring, cipher, campaign.id, pii=pii, number=number
             )
-            session.add(person)
-            session.flush()
-            phone = Phone(
-                person_id=person.id,
-                campaign_id=campaign.id,
-                sealed_number=cipher.seal_text(number, "phone"),
-                number_digest=keyring.digest("phone", number),
-                kind=PhoneKind.MOBILE,
-            )
-            session.add(phone)
-            session.add(
-                Receivable(
-                    person_id=person.id,
-                    campaign_id=campaign.id,
-                    department="税務課",
-                    kind="市民税",
-                    fiscal_year=2026,
-                    period="1",
-                    due_date=date(2026, 6, 30),
-                    unpaid_yen=38_500,
-                )
-            )
-            session.flush()
             for sequence, pattern in enumerate(keys_per_call, start=1):
                 session.add(
                     Attempt(

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from sqlalchemy.orm import Session
+
 from kernel.db import Database
 from kernel.models import (
     Attempt,
@@ -24,7 +26,7 @@ from kernel.models import (
     PhoneKind,
     Receivable,
 )
-from kernel.pii import KeyRing
+from kernel.pii import KeyRing, PiiCipher
 
 MASTER_SECRET = "contract-suite-master-secret-0123456789abcdef"
 RESIDENT_E164 = "+819012345678"
@@ -52,6 +54,73 @@ class Seeded:
     attempt_ids: dict[str, int]
 
 
+def running_campaign(
+    session: Session,
+    keyring: KeyRing,
+    *,
+    name: str,
+    disclosure: DisclosureLevel = DisclosureLevel.NOTICE,
+    created_by: str = "tests",
+) -> tuple[Campaign, PiiCipher]:
+    """A running campaign with its own data key, and the cipher for that key."""
+    campaign = Campaign(
+        name=name,
+        status=CampaignStatus.RUNNING,
+        disclosure_level=disclosure,
+        created_by=created_by,
+        as_of=date(2026, 11, 1),
+    )
+    session.add(campaign)
+    session.flush()
+    campaign.wrapped_data_key = keyring.new_wrapped_data_key(campaign.id)
+    return campaign, keyring.cipher(campaign.wrapped_data_key, campaign.id)
+
+
+def add_target(
+    session: Session,
+    keyring: KeyRing,
+    cipher: PiiCipher,
+    campaign_id: int,
+    *,
+    pii: dict[str, str],
+    number: str,
+    phone_kind: PhoneKind = PhoneKind.MOBILE,
+) -> tuple[Person, Phone]:
+    """One person (sealed ``pii``), their phone and one overdue receivable, as sync loads them."""
+    person = Person(
+        campaign_id=campaign_id,
+        ref_digest=keyring.digest("person", pii["atena_no"]),
+        sealed_pii=cipher.seal_record(pii, "pii"),
+        has_kana=True,
+        channel=Channel.IVR,
+        unpaid_total_yen=38_500,
+    )
+    session.add(person)
+    session.flush()
+    phone = Phone(
+        person_id=person.id,
+        campaign_id=campaign_id,
+        sealed_number=cipher.seal_text(number, "phone"),
+        number_digest=keyring.digest("phone", number),
+        kind=phone_kind,
+    )
+    session.add(phone)
+    session.add(
+        Receivable(
+            person_id=person.id,
+            campaign_id=campaign_id,
+            department="税務課",
+            kind="市民税",
+            fiscal_year=2026,
+            period="1",
+            due_date=date(2026, 6, 30),
+            unpaid_yen=38_500,
+        )
+    )
+    session.flush()
+    return person, phone
+
+
 def seed_campaign(
     database: Database,
     keyring: KeyRing,
@@ -63,49 +132,12 @@ def seed_campaign(
 ) -> Seeded:
     """A running campaign with one target and one claimed IVR attempt per name."""
     with database.unit_of_work() as session:
-        campaign = Campaign(
-            name="contract",
-            status=CampaignStatus.RUNNING,
-            disclosure_level=disclosure,
-            created_by="tests",
-            as_of=date(2026, 11, 1),
+        campaign, cipher = running_campaign(
+            session, keyring, name="contract", disclosure=disclosure
         )
-        session.add(campaign)
-        session.flush()
-        campaign.wrapped_data_key = keyring.new_wrapped_data_key(campaign.id)
-        cipher = keyring.cipher(campaign.wrapped_data_key, campaign.id)
-        person = Person(
-            campaign_id=campaign.id,
-            ref_digest=keyring.digest("person", PII["atena_no"]),
-            sealed_pii=cipher.seal_record(PII, "pii"),
-            has_kana=True,
-            channel=Channel.IVR,
-            unpaid_total_yen=38_500,
+        person, phone = add_target(
+            session, keyring, cipher, campaign.id, pii=PII, number=number, phone_kind=phone_kind
         )
-        session.add(person)
-        session.flush()
-        digest = keyring.digest("phone", number)
-        phone = Phone(
-            person_id=person.id,
-            campaign_id=campaign.id,
-            sealed_number=cipher.seal_text(number, "phone"),
-            number_digest=digest,
-            kind=phone_kind,
-        )
-        session.add(phone)
-        session.add(
-            Receivable(
-                person_id=person.id,
-                campaign_id=campaign.id,
-                department="税務課",
-                kind="市民税",
-                fiscal_year=2026,
-                period="1",
-                due_date=date(2026, 6, 30),
-                unpaid_yen=38_500,
-            )
-        )
-        session.flush()
         keys, ids = {}, {}
         for position, name in enumerate(attempt_names, start=1):
             attempt = Attempt(
@@ -121,4 +153,4 @@ def seed_campaign(
             session.add(attempt)
             session.flush()
             keys[name], ids[name] = attempt.idempotency_key, attempt.id
-        return Seeded(campaign.id, person.id, phone.id, digest, keys, ids)
+        return Seeded(campaign.id, person.id, phone.id, phone.number_digest, keys, ids)
