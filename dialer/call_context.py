@@ -65,7 +65,9 @@ class ContextOpener:
             "phone_id": attempt.phone_id,
             "person_id": attempt.person_id,
         }
-        row = session.execute(_CALL_ROW, ids).first()
+        with session.no_autoflush:  # nothing read here is changed by the call's reports
+            row = session.execute(_CALL_ROW, ids).first()
+            items = receivable_items(session, attempt.person_id)
         if row is None or row.wrapped_data_key is None:
             return None
         cipher = self._keyring.cipher(row.wrapped_data_key, attempt.campaign_id)
@@ -82,7 +84,7 @@ class ContextOpener:
             callback_number=town.callback_number_display,
             name_kana=kana,
             disclosure=row.disclosure_level,
-            items=receivable_items(session, attempt.person_id),
+            items=items,
             birth_mmdd=birth_mmdd(record.get("birth_date")) if detail else None,
             mobile=row.kind is PhoneKind.MOBILE,
             operator_available=operator_available,

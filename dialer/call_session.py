@@ -571,7 +571,6 @@ class CallSession:
             attempt.duration_seconds = max(0, int(seconds))
         else:
             attempt.duration_seconds = 0
-        session.flush()
         opened = self.contexts.get(attempt.id)  # its items are all the person's receivables
         kinds = [item.kind_name for item in opened.context.items] if opened else None
         record_attempt_result(session, attempt, kinds)
