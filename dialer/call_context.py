@@ -10,7 +10,7 @@ the call (:class:`~dialer.call_memory.ContextCache`); nothing here is stored or 
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from dialer.call_memory import OpenedCall
@@ -65,9 +65,11 @@ class ContextOpener:
             "phone_id": attempt.phone_id,
             "person_id": attempt.person_id,
         }
-        with session.no_autoflush:  # nothing read here is changed by the call's reports
-            row = session.execute(_CALL_ROW, ids).first()
-            items = receivable_items(session, attempt.person_id)
+        # On the session's connection: plain rows, no ORM compile state, and no autoflush of
+        # the batch (nothing read here is changed by the call's reports).
+        connection = session.connection()
+        row = connection.execute(_CALL_ROW, ids).first()
+        items = receivable_items(connection, attempt.person_id)
         if row is None or row.wrapped_data_key is None:
             return None
         cipher = self._keyring.cipher(row.wrapped_data_key, attempt.campaign_id)
@@ -95,9 +97,9 @@ class ContextOpener:
         return OpenedCall(row.script_name, context)
 
 
-def receivable_items(session: Session, person_id: int) -> tuple[ReceivableItem, ...]:
+def receivable_items(connection: Connection, person_id: int) -> tuple[ReceivableItem, ...]:
     """The person's receivables, oldest fiscal year and due date first."""
-    rows = session.execute(_RECEIVABLES, {"person_id": person_id}).all()
+    rows = connection.execute(_RECEIVABLES, {"person_id": person_id}).all()
     ordered = sorted(rows, key=lambda r: (r.fiscal_year, r.due_date, r.kind))
     return tuple(ReceivableItem(r.fiscal_year, r.kind, r.unpaid_yen, r.due_date) for r in ordered)
 
