@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -70,6 +70,7 @@ from ivr_scripts.events import CallAnswered, Event
 from ivr_scripts.model import OutcomeCode, SecondFactor, TimeBand
 from kernel import audit
 from kernel.aggregates import (
+    CounterBatch,
     record_attempt_result,
     record_callback_requested,
     record_sms_status,
@@ -220,6 +221,16 @@ class _NotCommitted(Exception):
 
 
 @dataclass
+class _Unit:
+    """What one unit of work has handled but not written yet: the session records of its
+    reports (stored after the commit; a batch may hold several reports of one call) and the
+    counters of the calls it finished (written together before the commit)."""
+
+    records: dict[str, SessionRecord] = field(default_factory=dict)
+    counts: CounterBatch = field(default_factory=CounterBatch)
+
+
+@dataclass
 class _Handled:
     actions: list[act.Action]
     key: str
@@ -276,7 +287,9 @@ class CallSession:
                 attempt = session.get(Attempt, attempt_id, with_for_update=True)
                 assert attempt is not None, "the attempt was found a moment ago"
                 key = session_key(found.campaign_id, attempt_id)
-                handled = self._handle(session, attempt, key, event, {})
+                unit = _Unit()
+                handled = self._handle(session, attempt, key, event, unit)
+                unit.counts.write(session)
             self._store(handled)
         return self._after_commit(attempt_id, handled)
 
@@ -321,13 +334,14 @@ class CallSession:
                     held.enter_context(self._locked(f"ivr-call:{attempt_id}"))
                 with self._db.unit_of_work() as session:
                     attempts = self._lock_attempts(session, attempt_ids)
-                    records: dict[str, SessionRecord] = {}  # this batch's, not yet stored
+                    unit = _Unit()
                     for n, event, ids in known:
                         key = session_key(ids.campaign_id, ids.attempt_id)
-                        one = self._handle(session, attempts[ids.attempt_id], key, event, records)
+                        one = self._handle(session, attempts[ids.attempt_id], key, event, unit)
                         if one.record is not None:
-                            records[key] = one.record
+                            unit.records[key] = one.record
                         handled.append((n, ids.attempt_id, one))
+                    unit.counts.write(session)
             except Exception as error:
                 raise _NotCommitted from error
             # Committed. A failure from here on reaches every report of the batch, as it
@@ -389,11 +403,10 @@ class CallSession:
         attempt: Attempt,
         key: str,
         event: CallEvent,
-        pending: dict[str, SessionRecord],
+        unit: _Unit,
     ) -> _Handled:
-        """One report on a locked attempt; ``pending``: records handled in this unit of work
-        but not stored yet (a batch may hold several reports of one call)."""
-        record = pending.get(key) or self._load(key, attempt)
+        """One report on a locked attempt, in the unit of work ``unit`` describes."""
+        record = unit.records.get(key) or self._load(key, attempt)
         token = retry_token(event)
         if token is not None and token in record.seen:
             self._warn("repeated_event")
@@ -411,7 +424,7 @@ class CallSession:
                 attempt.identity_confirmed_at = event.occurred_at
             self._apply(session, attempt, actions)
         if phase is CallPhase.ENDED and record.phase is not CallPhase.ENDED:
-            self._finish(session, attempt, event)
+            self._finish(session, attempt, event, unit.counts)
         seen = (*record.seen, token)[-SEEN_TOKENS_KEPT:] if token else record.seen
         return _Handled(actions, key, SessionRecord(phase, engine, seen), phase is CallPhase.ENDED)
 
@@ -570,7 +583,9 @@ class CallSession:
             )
         )
 
-    def _finish(self, session: Session, attempt: Attempt, event: CallEvent) -> None:
+    def _finish(
+        self, session: Session, attempt: Attempt, event: CallEvent, counts: CounterBatch
+    ) -> None:
         """The final carrier status: the attempt is completed and counted, exactly once."""
         if attempt.status in _DONE:
             return
@@ -586,7 +601,7 @@ class CallSession:
             attempt.duration_seconds = 0
         opened = self.contexts.get(attempt.id)  # its items are all the person's receivables
         kinds = [item.kind_name for item in opened.context.items] if opened else None
-        record_attempt_result(session, attempt, kinds)
+        record_attempt_result(session, attempt, kinds, batch=counts)
 
     # ---------------------------------------------------------------- operators
 

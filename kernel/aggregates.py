@@ -77,14 +77,41 @@ def local_day(instant: datetime) -> date:
 def add_counts(session: Session, *, day: date, campaign_id: int, counts: Mapping[Key, int]) -> None:
     """Add many counters at once with one atomic upsert per counter (safe under concurrent
     writers), sent as one executemany of :data:`_UPSERT`."""
-    rows = [
+    _upsert_rows(session, _rows(day, campaign_id, counts))
+
+
+def _rows(day: date, campaign_id: int, counts: Mapping[Key, int]) -> list[dict[str, object]]:
+    return [
         {"day": day, "campaign_id": campaign_id, "dimension": dim, "metric": metric, "value": n}
         for (dim, metric), n in counts.items()
         if n
     ]
-    if not rows:
-        return
-    session.connection().execute(_UPSERT, rows)
+
+
+def _upsert_rows(session: Session, rows: list[dict[str, object]]) -> None:
+    if rows:
+        session.connection().execute(_UPSERT, rows)
+
+
+class CounterBatch:
+    """Counters added up in memory, then written together (:meth:`write`): for a unit of work
+    that counts many events, such as the call session's group commit, where the finished calls
+    of one batch mostly share their counters. Write it in the unit of work it counts."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[date, int], Counter[Key]] = {}
+
+    def add(self, *, day: date, campaign_id: int, counts: Mapping[Key, int]) -> None:
+        self._counts.setdefault((day, campaign_id), Counter()).update(counts)
+
+    def write(self, session: Session) -> None:
+        rows = [
+            row
+            for (day, campaign_id), counts in self._counts.items()
+            for row in _rows(day, campaign_id, counts)
+        ]
+        self._counts.clear()
+        _upsert_rows(session, rows)
 
 
 #: The counters' upsert, in the ``ON CONFLICT`` syntax SQLite and PostgreSQL share. Written as
@@ -180,17 +207,25 @@ def operator_metrics(attempt: Attempt) -> Counter[Key]:
 
 
 def record_attempt_result(
-    session: Session, attempt: Attempt, kinds: Iterable[str] | None = None
+    session: Session,
+    attempt: Attempt,
+    kinds: Iterable[str] | None = None,
+    batch: CounterBatch | None = None,
 ) -> None:
     """Count one finished attempt: by channel, outcome code, carrier result, answer, 本人接触,
     identity confirmation, promise (count and amount), talk time, and operator productivity.
-    ``kinds``: the person's receivable kinds when the caller has them at hand (else read)."""
+    ``kinds``: the person's receivable kinds when the caller has them at hand (else read);
+    ``batch``: add the counts to it instead of writing them now."""
     instant = attempt.ended_at or attempt.scheduled_at
     if kinds is None:
         kinds = person_kinds(session, attempt.person_id)
     counts = _spread(attempt_metrics(attempt), sorted(set(kinds)))
     counts.update(operator_metrics(attempt))
-    add_counts(session, day=local_day(instant), campaign_id=attempt.campaign_id, counts=counts)
+    day = local_day(instant)
+    if batch is None:
+        add_counts(session, day=day, campaign_id=attempt.campaign_id, counts=counts)
+    else:
+        batch.add(day=day, campaign_id=attempt.campaign_id, counts=counts)
 
 
 def record_handoff(session: Session, handoff: HandOff) -> None:

@@ -532,6 +532,15 @@ def test_a_batch_handles_two_calls_and_keeps_each_calls_order(call: Call) -> Non
     assert other.attempt().outcome_code == "wrong_party"
     assert call.attempt().duration_seconds == 40 and other.attempt().duration_seconds == 20
     assert _counted(call.database, "attempts.ivr") == 2  # each finished and counted once
+    # the batch's counters are added up and written together: each call still counts alone
+    assert _counted(call.database, "outcome.ivr.paid_claimed") == 1
+    assert _counted(call.database, "outcome.ivr.wrong_party") == 1
+    assert _counted(call.database, "talk_seconds.ivr") == 60
+    with call.database.read_only() as session:
+        dimensions = set(session.scalars(select(DailyAggregate.dimension)))
+    assert any(dimension.startswith("kind:") for dimension in dimensions)
+    for kind in dimensions - {"total"}:
+        assert _counted(call.database, "attempts.ivr", kind) == 2
     assert call.state() is None and other.state() is None
     assert call.attempt_id not in call.sink.contexts
 
