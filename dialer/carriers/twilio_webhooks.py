@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote_plus
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -105,8 +105,11 @@ class Step:
 def flow_urls(public_base_url: str, attempt_key: str | None) -> twiml.FlowUrls:
     """The URLs a call's TwiML reports back to."""
 
+    base = webhook_url(public_base_url, VOICE_PATH, attempt_key)
+    joiner = "&" if attempt_key else "?"  # what webhook_url(..., ev=step) gives, built once
+
     def url(step: str) -> str:
-        return webhook_url(public_base_url, VOICE_PATH, attempt_key, ev=step)
+        return f"{base}{joiner}ev={quote_plus(step)}"
 
     return twiml.FlowUrls(url(Step.GATHER), url(Step.NO_INPUT), url(Step.DIAL))
 

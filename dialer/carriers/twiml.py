@@ -12,10 +12,11 @@ once (barge-in).
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from twilio.twiml import TwiML
 from twilio.twiml.voice_response import Gather as GatherVerb
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -77,8 +78,60 @@ def hang_up() -> str:
 
 
 def _document(response: VoiceResponse) -> str:
-    """``response.to_xml()``, serialized straight to text (half the cost on every webhook)."""
-    return XML_DECLARATION + ET.tostring(response.xml(), encoding="unicode")
+    """``response.to_xml()``, written straight from the verbs (a third of a voice webhook's
+    own cost went to building the ElementTree and serializing it). Equal to ``to_xml()``
+    character for character: tests compare the two."""
+    parts = [XML_DECLARATION]
+    _write(response, parts)
+    return "".join(parts)
+
+
+_CDATA = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTRIBUTE = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\r": "&#13;",
+        "\n": "&#10;",
+        "\t": "&#09;",
+    }
+)
+
+
+def _write(verb: TwiML, parts: list[str]) -> None:
+    """One verb as ``TwiML.xml()`` builds it and ElementTree writes it: attributes sorted by
+    name (booleans in lower case); the value, or a string nested before any verb, as the text;
+    a string nested after a verb as that verb's tail (the last string wins, as there)."""
+    parts.append(f"<{verb.name}")
+    for name in sorted(verb.attrs):
+        value = verb.attrs[name]
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        parts.append(f' {name}="{text.translate(_ATTRIBUTE)}"')
+    own_text = _text(verb.value)
+    children: list[tuple[TwiML, str]] = []
+    for child in verb.verbs:
+        if not isinstance(child, str):
+            children.append((child, ""))
+        elif children:
+            children[-1] = (children[-1][0], child)
+        else:
+            own_text = child
+    if not own_text and not children:
+        parts.append(" />")
+        return
+    parts.append(">" + own_text.translate(_CDATA))
+    for child, tail in children:
+        _write(child, parts)
+        parts.append(tail.translate(_CDATA))
+    parts.append(f"</{verb.name}>")
+
+
+def _text(value: object) -> str:
+    if not value:
+        return ""
+    return json.dumps(value) if isinstance(value, dict) else str(value)
 
 
 def _say_all(target: VoiceResponse | GatherVerb, says: Sequence[act.Say]) -> None:

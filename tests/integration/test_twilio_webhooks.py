@@ -16,10 +16,13 @@ from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 import ivr_scripts.actions as act
+from dialer.carriers.twilio import webhook_url
 from dialer.carriers.twilio_webhooks import (
     SINK_THREADS,
+    VOICE_PATH,
     answered_by,
     confidence,
+    flow_urls,
     sink_threads,
     status_event,
     twilio_router,
@@ -525,3 +528,10 @@ def test_a_sink_that_only_computes_runs_on_the_event_loop() -> None:
 def test_sqlite_gets_one_sink_thread_a_server_database_several() -> None:
     assert sink_threads("sqlite:///var/dunning.db") == 1
     assert sink_threads("postgresql+psycopg://dunning@db/dunning") == SINK_THREADS > 1
+
+
+@pytest.mark.parametrize("key", ["k-1-0", "a b&c=d/é", None])
+def test_flow_urls_are_the_voice_url_with_each_step(key: str | None) -> None:
+    urls = flow_urls(PUBLIC + "/", key)
+    for step, url in (("gather", urls.gather), ("no-input", urls.no_input), ("dial", urls.dial)):
+        assert url == webhook_url(PUBLIC, VOICE_PATH, key, ev=step)

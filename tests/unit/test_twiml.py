@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twilio.twiml.voice_response import VoiceResponse
 
 import ivr_scripts.actions as act
-from dialer.carriers.twiml import FlowUrls, hang_up, render, voice_language
+from dialer.carriers.twiml import FlowUrls, _document, hang_up, render, voice_language
 from ivr_scripts.model import OutcomeCode, TimeBand
 
 URLS = FlowUrls(
@@ -129,3 +131,42 @@ def test_the_document_is_what_voice_response_serializes() -> None:
     gather.say(QUESTION.text, language="ja-JP")
     expected.redirect(URLS.no_input, method="POST")
     assert render([QUESTION, CONFIRM], URLS, OPERATOR) == expected.to_xml()
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_ATTRIBUTE_VALUE = st.one_of(_TEXT, st.booleans(), st.integers(-5, 500))
+
+
+@st.composite
+def _voice_responses(draw: st.DrawFn) -> VoiceResponse:
+    """Documents of every shape the renderer's verbs take, with any text and attribute value
+    (markup characters, line breaks, tabs, booleans, numbers) and strings nested anywhere."""
+    response = VoiceResponse()
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["say", "gather", "redirect", "dial", "hangup", "text"]))
+        if kind == "say":
+            response.say(draw(_TEXT), language=draw(_ATTRIBUTE_VALUE))
+        elif kind == "gather":
+            gather = response.gather(
+                action=draw(_TEXT), timeout=draw(_ATTRIBUTE_VALUE), hints=draw(_TEXT)
+            )
+            for _ in range(draw(st.integers(0, 3))):
+                if draw(st.booleans()):
+                    gather.say(draw(_TEXT))
+                else:
+                    gather.append(draw(_TEXT))
+        elif kind == "redirect":
+            response.redirect(draw(_TEXT), method="POST")
+        elif kind == "dial":
+            response.dial(draw(_TEXT), action=draw(_TEXT), timeout=draw(_ATTRIBUTE_VALUE))
+        elif kind == "hangup":
+            response.hangup()
+        else:
+            response.append(draw(_TEXT))
+    return response
+
+
+@settings(max_examples=300, deadline=None)
+@given(_voice_responses())
+def test_the_direct_writer_equals_twilios_serialization(response: VoiceResponse) -> None:
+    assert _document(response) == response.to_xml()
