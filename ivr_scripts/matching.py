@@ -22,14 +22,20 @@ def reached_name(state: State) -> str:
 def holds(condition: Condition | None, ctx: CallContext, state: State) -> bool:
     if condition is None:
         return True
-    actual = {
-        ConditionKey.MOBILE: str(ctx.mobile).lower(),
-        ConditionKey.OPERATOR_AVAILABLE: str(ctx.operator_available).lower(),
-        ConditionKey.DISCLOSURE: ctx.disclosure.value,
-        ConditionKey.MACHINE_POLICY: ctx.machine_policy,
-        ConditionKey.REACHED: reached_name(state),
-    }
-    return all(actual[key] == value for key, value in condition.tests)
+    return all(_actual(key, ctx, state) == value for key, value in condition.tests)
+
+
+def _actual(key: ConditionKey, ctx: CallContext, state: State) -> str:
+    """The call's value for a condition key, as flows write it (``true``, ``notice`` ...)."""
+    if key == ConditionKey.MOBILE:
+        return "true" if ctx.mobile else "false"
+    if key == ConditionKey.OPERATOR_AVAILABLE:
+        return "true" if ctx.operator_available else "false"
+    if key == ConditionKey.DISCLOSURE:
+        return ctx.disclosure.value
+    if key == ConditionKey.MACHINE_POLICY:
+        return ctx.machine_policy
+    return reached_name(state)
 
 
 def active_choices(step: Step, ctx: CallContext, state: State) -> list[Choice]:

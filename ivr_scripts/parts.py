@@ -68,7 +68,7 @@ def _variables(node: YNode, template: str, what: str) -> list[str]:
         if name not in VARIABLES:
             known = ", ".join(sorted(VARIABLES))
             raise node.error(f"{what}: unknown variable {{{name}}} (known: {known})")
-    return names
+    return list(names)
 
 
 def parse_condition(node: YNode) -> Condition:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -33,8 +34,10 @@ _EN_MONTHS = (
 ).split()
 
 
-def template_variables(template: str) -> list[str]:
-    """The ``{name}`` fields of a template; raises ValueError for anything but plain names."""
+@functools.lru_cache(maxsize=1024)
+def template_variables(template: str) -> tuple[str, ...]:
+    """The ``{name}`` fields of a template; raises ValueError for anything but plain names.
+    Cached: a flow's few templates are rendered on every step of every call."""
     names: list[str] = []
     for _, field, spec, conversion in Formatter().parse(template):
         if field is None:
@@ -42,7 +45,7 @@ def template_variables(template: str) -> list[str]:
         if spec or conversion or not field.isidentifier():
             raise ValueError(f"only plain {{variable}} fields are allowed, got {{{field}}}")
         names.append(field)
-    return names
+    return tuple(names)
 
 
 def literal_sensitivity(ja: str, en: str) -> Sensitivity:
