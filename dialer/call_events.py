@@ -54,6 +54,12 @@ def to_ivr_event(event: CallEvent, phase: CallPhase) -> ev.Event | None:
     return None
 
 
+def may_step_the_flow(event: CallEvent) -> bool:
+    """Whether ``event`` can step a call's flow in some phase (an answer, input, a transfer
+    result): its call's context is worth opening ahead. Progress and final statuses are not."""
+    return _answered(event) is not None or _carries_input(event) or event.transfer_ok is not None
+
+
 def _carries_input(event: CallEvent) -> bool:
     return bool(event.digits) or event.speech is not None or event.no_input
 

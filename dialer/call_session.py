@@ -60,7 +60,13 @@ from sqlalchemy.orm import Session
 import ivr_scripts.actions as act
 from dialer.call_batches import GroupCommitter
 from dialer.call_context import ContextOpener
-from dialer.call_events import CallPhase, carrier_result, next_phase, to_ivr_event
+from dialer.call_events import (
+    CallPhase,
+    carrier_result,
+    may_step_the_flow,
+    next_phase,
+    to_ivr_event,
+)
 from dialer.call_memory import CallIds, CallIndex, ContextCache, OpenedCall
 from dialer.clock import Clock, SystemClock
 from dialer.ports import CallEvent, InboundSms, SmsStatus, SmsStatusEvent
@@ -334,6 +340,10 @@ class CallSession:
                     held.enter_context(self._locked(f"ivr-call:{attempt_id}"))
                 with self._db.unit_of_work() as session:
                     attempts = self._lock_attempts(session, attempt_ids)
+                    stepping = {
+                        ids.attempt_id for _, event, ids in known if may_step_the_flow(event)
+                    }
+                    self._open_new_calls(session, [attempts[i] for i in sorted(stepping)])
                     unit = _Unit()
                     for n, event, ids in known:
                         key = session_key(ids.campaign_id, ids.attempt_id)
@@ -357,6 +367,18 @@ class CallSession:
         missing = set(attempt_ids) - attempts.keys()
         assert not missing, "the attempts were found a moment ago"
         return attempts
+
+    def _open_new_calls(self, session: Session, stepping: list[Attempt]) -> None:
+        """Opens together the contexts of a batch's calls that are answered or keyed in and
+        have none in memory (two queries for all, not two per call); other calls open theirs
+        on their own step, if they get one."""
+        new = [a for a in stepping if a.id not in self.contexts and a.person_id is not None]
+        if len(new) < 2:
+            return
+        opened = self._opener.open_many(session, new, self._operator_free() > 0)
+        for attempt_id, call in opened.items():
+            if call is not None:
+                self.contexts.put(attempt_id, call)
 
     def _find_call(self, event: CallEvent) -> CallIds | None:
         """The attempt's ids: remembered from an earlier report of the call, else looked up."""

@@ -412,7 +412,7 @@ def test_the_context_is_opened_once_per_call_and_dropped_at_its_end(call: Call) 
     person_reads: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "FROM persons" in statement:
+        if "sealed_pii" in statement:  # the sealed record read
             person_reads.append(statement)
 
     sa_event.listen(call.database.engine, "before_cursor_execute", count)
@@ -523,7 +523,18 @@ def test_a_batch_handles_two_calls_and_keeps_each_calls_order(call: Call) -> Non
         _event(other, 4, status=CallStatus.COMPLETED, duration_seconds=20),
         _event(call, 5, status=CallStatus.COMPLETED, duration_seconds=40),  # a repeat
     ]
-    results = call.sink._on_call_events(batch)
+    sealed_reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "sealed_pii" in statement:
+            sealed_reads.append(statement)
+
+    sa_event.listen(call.database.engine, "before_cursor_execute", count)
+    try:
+        results = call.sink._on_call_events(batch)
+    finally:
+        sa_event.remove(call.database.engine, "before_cursor_execute", count)
+    assert len(sealed_reads) == 1  # both answered calls opened together
     kinds = [_kinds(r) if isinstance(r, list) else r for r in results]
     assert [k[-1] for k in kinds[:4]] == ["Gather"] * 4  # greetings, menu, "your number?"
     assert "Hangup" in kinds[4]
