@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from dialer.call_memory import OpenedCall
+from dialer.live_attempts import LiveAttempt
 from ivr_scripts import CallContext
 from ivr_scripts.model import ReceivableItem
 from kernel.models import (
@@ -65,12 +66,12 @@ class ContextOpener:
         self._settings = settings
 
     def open(
-        self, session: Session, attempt: Attempt, operator_available: bool
+        self, session: Session, attempt: LiveAttempt, operator_available: bool
     ) -> OpenedCall | None:
         return self.open_many(session, [attempt], operator_available).get(attempt.id)
 
     def open_many(
-        self, session: Session, attempts: Sequence[Attempt], operator_available: bool
+        self, session: Session, attempts: Sequence[LiveAttempt], operator_available: bool
     ) -> dict[int, OpenedCall | None]:
         """Every attempt's opened call (None: it cannot go on), with two queries for all of
         them: a batch of reports opens its new calls together."""

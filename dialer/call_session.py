@@ -69,6 +69,7 @@ from dialer.call_events import (
 )
 from dialer.call_memory import CallIds, CallIndex, ContextCache, OpenedCall
 from dialer.clock import Clock, SystemClock
+from dialer.live_attempts import LiveAttempt, lock_attempts, write_changes
 from dialer.ports import CallEvent, InboundSms, SmsStatus, SmsStatusEvent
 from dialer.sms import is_opt_out
 from ivr_scripts import Flow, State, load_builtin_flow, step
@@ -121,9 +122,6 @@ _BY_REF = (
     select(Attempt.id, Attempt.campaign_id)
     .where(Attempt.carrier_ref == bindparam("ref"))
     .order_by(Attempt.id.desc())
-)
-_LOCK_ATTEMPTS = (
-    select(Attempt).where(Attempt.id.in_(bindparam("ids", expanding=True))).with_for_update()
 )
 
 
@@ -290,11 +288,11 @@ class CallSession:
         attempt_id = found.attempt_id
         with self._locked(f"ivr-call:{attempt_id}"):
             with self._db.unit_of_work() as session:
-                attempt = session.get(Attempt, attempt_id, with_for_update=True)
-                assert attempt is not None, "the attempt was found a moment ago"
+                attempt = lock_attempts(session, [attempt_id])[attempt_id]
                 key = session_key(found.campaign_id, attempt_id)
                 unit = _Unit()
                 handled = self._handle(session, attempt, key, event, unit)
+                write_changes(session, [attempt])
                 unit.counts.write(session)
             self._store(handled)
         return self._after_commit(attempt_id, handled)
@@ -339,7 +337,7 @@ class CallSession:
                 for attempt_id in attempt_ids:  # in id order: no deadlock between batches
                     held.enter_context(self._locked(f"ivr-call:{attempt_id}"))
                 with self._db.unit_of_work() as session:
-                    attempts = self._lock_attempts(session, attempt_ids)
+                    attempts = lock_attempts(session, attempt_ids)
                     stepping = {
                         ids.attempt_id for _, event, ids in known if may_step_the_flow(event)
                     }
@@ -351,6 +349,7 @@ class CallSession:
                         if one.record is not None:
                             unit.records[key] = one.record
                         handled.append((n, ids.attempt_id, one))
+                    write_changes(session, attempts.values())
                     unit.counts.write(session)
             except Exception as error:
                 raise _NotCommitted from error
@@ -360,15 +359,7 @@ class CallSession:
                 self._store(one)
         return [(n, self._after_commit(attempt_id, one)) for n, attempt_id, one in handled]
 
-    @staticmethod
-    def _lock_attempts(session: Session, attempt_ids: list[int]) -> dict[int, Attempt]:
-        found = session.scalars(_LOCK_ATTEMPTS, {"ids": attempt_ids})
-        attempts = {attempt.id: attempt for attempt in found}
-        missing = set(attempt_ids) - attempts.keys()
-        assert not missing, "the attempts were found a moment ago"
-        return attempts
-
-    def _open_new_calls(self, session: Session, stepping: list[Attempt]) -> None:
+    def _open_new_calls(self, session: Session, stepping: list[LiveAttempt]) -> None:
         """Opens together the contexts of a batch's calls that are answered or keyed in and
         have none in memory (two queries for all, not two per call); other calls open theirs
         on their own step, if they get one."""
@@ -422,7 +413,7 @@ class CallSession:
     def _handle(
         self,
         session: Session,
-        attempt: Attempt,
+        attempt: LiveAttempt,
         key: str,
         event: CallEvent,
         unit: _Unit,
@@ -440,17 +431,17 @@ class CallSession:
         engine = record.engine
         if ivr_event is not None:
             if isinstance(ivr_event, CallAnswered) and attempt.answered_at is None:
-                attempt.answered_at = event.occurred_at
+                attempt.update(answered_at=event.occurred_at)
             actions, engine = self._step(session, attempt, engine, ivr_event)
             if engine.identity_confirmed and attempt.identity_confirmed_at is None:
-                attempt.identity_confirmed_at = event.occurred_at
+                attempt.update(identity_confirmed_at=event.occurred_at)
             self._apply(session, attempt, actions)
         if phase is CallPhase.ENDED and record.phase is not CallPhase.ENDED:
             self._finish(session, attempt, event, unit.counts)
         seen = (*record.seen, token)[-SEEN_TOKENS_KEPT:] if token else record.seen
         return _Handled(actions, key, SessionRecord(phase, engine, seen), phase is CallPhase.ENDED)
 
-    def _load(self, key: str, attempt: Attempt) -> SessionRecord:
+    def _load(self, key: str, attempt: LiveAttempt) -> SessionRecord:
         stored = self._coordination.get_state(key)
         if stored is not None:
             return SessionRecord.from_json(stored)
@@ -468,16 +459,16 @@ class CallSession:
         self._coordination.put_state(handled.key, handled.record.to_json(), ttl)
 
     @staticmethod
-    def _bind(attempt: Attempt, event: CallEvent) -> None:
+    def _bind(attempt: LiveAttempt, event: CallEvent) -> None:
         if attempt.carrier_ref is None and event.carrier_ref:
-            attempt.carrier_ref = event.carrier_ref
+            attempt.update(carrier_ref=event.carrier_ref)
         if attempt.started_at is None:
-            attempt.started_at = event.occurred_at
+            attempt.update(started_at=event.occurred_at)
         if attempt.status in (AttemptStatus.SCHEDULED, AttemptStatus.CLAIMED):
-            attempt.status = AttemptStatus.IN_PROGRESS
+            attempt.update(status=AttemptStatus.IN_PROGRESS)
 
     def _step(
-        self, session: Session, attempt: Attempt, engine: State, ivr_event: Event
+        self, session: Session, attempt: LiveAttempt, engine: State, ivr_event: Event
     ) -> tuple[list[act.Action], State]:
         opened = self._opened(session, attempt)
         if opened is None:
@@ -489,7 +480,7 @@ class CallSession:
             context = replace(context, operator_available=available)
         return step(self._flows(opened.script_name), context, engine, ivr_event)
 
-    def _opened(self, session: Session, attempt: Attempt) -> OpenedCall | None:
+    def _opened(self, session: Session, attempt: LiveAttempt) -> OpenedCall | None:
         """The call's context, opened once per call (then from memory); None: cannot call."""
         if attempt.person_id is None:  # wiped or never had a person: forget what was opened
             self.contexts.drop(attempt.id)
@@ -504,10 +495,10 @@ class CallSession:
 
     # ---------------------------------------------------------------- side effects
 
-    def _apply(self, session: Session, attempt: Attempt, actions: list[act.Action]) -> None:
+    def _apply(self, session: Session, attempt: LiveAttempt, actions: list[act.Action]) -> None:
         for action in actions:
             if isinstance(action, act.RecordOutcome) and attempt.outcome_code is None:
-                attempt.outcome_code = action.code.value
+                attempt.update(outcome_code=action.code.value)
             elif isinstance(action, act.RequestCallback):
                 self._callback(session, attempt, action.time_band)
             elif isinstance(action, act.AddDoNotCall):
@@ -517,7 +508,7 @@ class CallSession:
             elif isinstance(action, act.RequestSms):
                 self._sms_follow_up(session, attempt)
 
-    def _callback(self, session: Session, attempt: Attempt, band: TimeBand) -> None:
+    def _callback(self, session: Session, attempt: LiveAttempt, band: TimeBand) -> None:
         exists = session.scalar(
             select(CallbackRequest.id).where(CallbackRequest.attempt_id == attempt.id)
         )
@@ -537,7 +528,7 @@ class CallSession:
         session.flush()
         record_callback_requested(session, request)
 
-    def _do_not_call(self, session: Session, attempt: Attempt) -> None:
+    def _do_not_call(self, session: Session, attempt: LiveAttempt) -> None:
         phone = session.get(Phone, attempt.phone_id) if attempt.phone_id else None
         if phone is not None:
             self._block_number(session, phone.number_digest, "ivr_request", "ivr")
@@ -567,7 +558,7 @@ class CallSession:
             .execution_options(synchronize_session=False)
         )
 
-    def _wrong_number(self, session: Session, attempt: Attempt) -> None:
+    def _wrong_number(self, session: Session, attempt: LiveAttempt) -> None:
         phone = session.get(Phone, attempt.phone_id) if attempt.phone_id else None
         if phone is None or phone.status is PhoneStatus.WRONG_NUMBER:
             return
@@ -581,7 +572,7 @@ class CallSession:
             detail={"attempt_id": attempt.id},
         )
 
-    def _sms_follow_up(self, session: Session, attempt: Attempt) -> None:
+    def _sms_follow_up(self, session: Session, attempt: LiveAttempt) -> None:
         """A new SMS attempt due now; the dispatcher sends it with the configured template."""
         key = "sms-" + hashlib.sha256(f"sms-after:{attempt.idempotency_key}".encode()).hexdigest()
         key = key[:64]
@@ -606,21 +597,23 @@ class CallSession:
         )
 
     def _finish(
-        self, session: Session, attempt: Attempt, event: CallEvent, counts: CounterBatch
+        self, session: Session, attempt: LiveAttempt, event: CallEvent, counts: CounterBatch
     ) -> None:
         """The final carrier status: the attempt is completed and counted, exactly once."""
         if attempt.status in _DONE:
             return
-        attempt.status = AttemptStatus.COMPLETED
-        attempt.carrier_result = carrier_result(event)
-        attempt.ended_at = event.occurred_at
         if event.duration_seconds is not None:
-            attempt.duration_seconds = event.duration_seconds
+            duration = event.duration_seconds
         elif attempt.answered_at is not None:
-            seconds = (event.occurred_at - attempt.answered_at).total_seconds()
-            attempt.duration_seconds = max(0, int(seconds))
+            duration = max(0, int((event.occurred_at - attempt.answered_at).total_seconds()))
         else:
-            attempt.duration_seconds = 0
+            duration = 0
+        attempt.update(
+            status=AttemptStatus.COMPLETED,
+            carrier_result=carrier_result(event),
+            ended_at=event.occurred_at,
+            duration_seconds=duration,
+        )
         opened = self.contexts.get(attempt.id)  # its items are all the person's receivables
         kinds = [item.kind_name for item in opened.context.items] if opened else None
         record_attempt_result(session, attempt, kinds, batch=counts)

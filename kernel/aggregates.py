@@ -22,14 +22,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from fnmatch import fnmatch
+from typing import Protocol
 
 from sqlalchemy import Date, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from kernel.calendar import TOKYO
 from kernel.models import (
-    Attempt,
     CallbackRequest,
+    Channel,
     DailyAggregate,
     HandOff,
     Person,
@@ -39,6 +40,42 @@ from kernel.models import (
 )
 
 TOTAL = "total"
+
+
+class FinishedAttempt(Protocol):
+    """What counting a finished attempt reads: an :class:`~kernel.models.Attempt`, or the
+    call session's plain copy of one."""
+
+    @property
+    def campaign_id(self) -> int: ...
+    @property
+    def person_id(self) -> int | None: ...
+    @property
+    def channel(self) -> Channel: ...
+    @property
+    def scheduled_at(self) -> datetime: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def answered_at(self) -> datetime | None: ...
+    @property
+    def duration_seconds(self) -> int | None: ...
+    @property
+    def outcome_code(self) -> str | None: ...
+    @property
+    def carrier_result(self) -> str | None: ...
+    @property
+    def refusal_reason(self) -> str | None: ...
+    @property
+    def identity_confirmed_at(self) -> datetime | None: ...
+    @property
+    def promise_date(self) -> date | None: ...
+    @property
+    def promise_amount_yen(self) -> int | None: ...
+    @property
+    def operator_id(self) -> int | None: ...
+
+
 Key = tuple[str, str]  # (dimension, metric)
 
 #: Outcome codes (IVR and operator, fnmatch patterns) that mean the right party was reached.
@@ -168,7 +205,7 @@ def _spread(metrics: Counter[str], kinds: Iterable[str]) -> Counter[Key]:
     return counts
 
 
-def attempt_metrics(attempt: Attempt) -> Counter[str]:
+def attempt_metrics(attempt: FinishedAttempt) -> Counter[str]:
     """What one finished attempt adds to the counters (pure: read from the attempt only)."""
     channel = attempt.channel.value
     metrics: Counter[str] = Counter({f"attempts.{channel}": 1})
@@ -191,7 +228,7 @@ def attempt_metrics(attempt: Attempt) -> Counter[str]:
     return metrics
 
 
-def operator_metrics(attempt: Attempt) -> Counter[Key]:
+def operator_metrics(attempt: FinishedAttempt) -> Counter[Key]:
     """Productivity counters of the operator who made the attempt (none for automated ones)."""
     if attempt.operator_id is None:
         return Counter()
@@ -208,7 +245,7 @@ def operator_metrics(attempt: Attempt) -> Counter[Key]:
 
 def record_attempt_result(
     session: Session,
-    attempt: Attempt,
+    attempt: FinishedAttempt,
     kinds: Iterable[str] | None = None,
     batch: CounterBatch | None = None,
 ) -> None:
