@@ -5,8 +5,10 @@ concurrent writers only queue in its busy handler (which sleeps). :class:`GroupC
 keeps one thread that takes every report queued so far (up to ``max_batch``), hands them to
 ``handle_batch`` in arrival order - the call session handles them in one unit of work, so the
 session, the connection and the commit are paid once per batch - and resolves each report's
-own future with its result or its exception. A lone report is handled at once: nothing waits
-for a batch to fill.
+own future with its result or its exception. With ``linger_seconds`` (the call session: the
+setting ``ivr.group_commit_linger_ms``) the writer, once it has a report, waits that long at
+most for more before it handles them (up to ``max_batch``): a few milliseconds added to an
+answer buy fewer, larger commits under load. With none, a lone report is handled at once.
 
 The thread starts with the first report and ends after ``idle_seconds`` without one.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -43,11 +46,13 @@ class GroupCommitter(Generic[Item, Result]):
         *,
         max_batch: int = MAX_BATCH,
         idle_seconds: float = IDLE_SECONDS,
+        linger_seconds: float = 0.0,
         name: str = "group-commit",
     ) -> None:
         self._handle_batch = handle_batch
         self._max_batch = max_batch
         self._idle_seconds = idle_seconds
+        self._linger_seconds = linger_seconds
         self._name = name
         self._queue: queue.SimpleQueue[_Queued[Item, Result]] = queue.SimpleQueue()
         self._mutex = threading.Lock()
@@ -80,9 +85,18 @@ class GroupCommitter(Generic[Item, Result]):
                     return None
             first = self._queue.get()
         batch = [first]
+        until = time.monotonic() + self._linger_seconds
         while len(batch) < self._max_batch:
             try:
                 batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=left))
             except queue.Empty:
                 break
         return batch

@@ -267,7 +267,11 @@ class CallSession:
         ttl = min(CONTEXT_TTL_SECONDS, float(settings.ivr.session_ttl_seconds))
         self.contexts = ContextCache(ttl)
         self._opener = ContextOpener(keyring, settings)
-        self._writer = GroupCommitter(self._on_call_events, name="call-session-writer")
+        self._writer = GroupCommitter(
+            self._on_call_events,
+            name="call-session-writer",
+            linger_seconds=settings.ivr.group_commit_linger_ms / 1000,
+        )
         self.warnings: Counter[str] = Counter()
 
     # ---------------------------------------------------------------- calls

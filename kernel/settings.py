@@ -189,6 +189,9 @@ class IvrSettings(BaseModel):
     )
     machine_policy: Literal["message", "hangup"] = "message"
     session_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+    #: How long the call session's writer waits for more reports before it handles a batch:
+    #: fewer, larger commits under load, at most this much added to a webhook's answer.
+    group_commit_linger_ms: float = Field(default=2.0, ge=0, le=50)
 
 
 class ConsoleSettings(BaseModel):

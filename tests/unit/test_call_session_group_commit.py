@@ -47,6 +47,26 @@ def test_reports_that_queue_up_are_handled_together_in_arrival_order() -> None:
     assert handler.batches == [["first"], ["b1", "b2", "b3"], ["c1"]]
 
 
+def test_with_a_linger_reports_arriving_meanwhile_join_the_batch() -> None:
+    handler = Recorder()
+    writer = GroupCommitter(handler, max_batch=3, linger_seconds=2.0)
+    first = writer.submit("first")
+    time.sleep(0.05)  # well inside the linger: the writer is still collecting
+    second = writer.submit("second")
+    third = writer.submit("third")  # the batch is full: handled without waiting out the linger
+    assert [f.result(timeout=1.5) for f in (first, second, third)] == ["FIRST", "SECOND", "THIRD"]
+    assert handler.batches == [["first", "second", "third"]]
+
+
+def test_a_linger_ends_with_what_came() -> None:
+    handler = Recorder()
+    writer = GroupCommitter(handler, linger_seconds=0.05)
+    started = time.monotonic()
+    assert writer.submit("a").result(timeout=5) == "A"
+    assert time.monotonic() - started >= 0.05  # waited out the linger for company
+    assert handler.batches == [["a"]]
+
+
 def test_each_report_gets_its_own_exception() -> None:
     writer = GroupCommitter(Recorder())
     good, bad = writer.submit("good"), writer.submit("bad one")
