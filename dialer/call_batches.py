@@ -15,6 +15,8 @@ The thread starts with the first report and ends after ``idle_seconds`` without 
 
 from __future__ import annotations
 
+import functools
+import logging
 import queue
 import threading
 import time
@@ -22,6 +24,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -33,7 +37,7 @@ IDLE_SECONDS = 5.0
 @dataclass(frozen=True)
 class _Queued(Generic[Item, Result]):
     item: Item
-    future: Future[Result]
+    reply: Callable[[Result | BaseException], None]
 
 
 class GroupCommitter(Generic[Item, Result]):
@@ -60,13 +64,19 @@ class GroupCommitter(Generic[Item, Result]):
         self.batches = 0  # how many batches were handled (observability, tests)
 
     def submit(self, item: Item) -> Future[Result]:
+        """Queues ``item``; its future gets the result or the exception."""
         future: Future[Result] = Future()
-        self._queue.put(_Queued(item, future))
+        self.submit_to(item, functools.partial(_settle, future))
+        return future
+
+    def submit_to(self, item: Item, reply: Callable[[Result | BaseException], None]) -> None:
+        """Queues ``item``; ``reply`` is called with its result or exception on the writer
+        thread (an event loop's caller hands it back with ``call_soon_threadsafe``)."""
+        self._queue.put(_Queued(item, reply))
         with self._mutex:
             if not self._running:
                 self._running = True
                 threading.Thread(target=self._run, name=self._name, daemon=True).start()
-        return future
 
     def _run(self) -> None:
         while True:
@@ -108,12 +118,24 @@ class GroupCommitter(Generic[Item, Result]):
                 raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
         except BaseException as error:  # every waiting report must be answered
             for queued in batch:
-                queued.future.set_exception(error)
+                _answer(queued, error)
             return
         finally:
             self.batches += 1
         for queued, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                queued.future.set_exception(result)
-            else:
-                queued.future.set_result(result)
+            _answer(queued, result)
+
+
+def _answer(queued: _Queued[Item, Result], result: Result | BaseException) -> None:
+    """One reply; one that fails (its event loop closed, say) must not stop the writer."""
+    try:
+        queued.reply(result)
+    except Exception:
+        log.exception("group commit: a reply failed")
+
+
+def _settle(future: Future[Result], result: Result | BaseException) -> None:
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -288,6 +288,13 @@ class CallSession:
         the writer thread, which handles all the reports queued so far in one unit of work."""
         return self._writer.submit(event)
 
+    def queue_call_event(
+        self, event: CallEvent, reply: Callable[[list[act.Action] | BaseException], None]
+    ) -> None:
+        """:meth:`submit_call_event` answered through ``reply`` (called on the writer thread
+        with the actions or the exception) instead of a future."""
+        self._writer.submit_to(event, reply)
+
     def _one_call_event(self, event: CallEvent, found: CallIds) -> list[act.Action]:
         attempt_id = found.attempt_id
         with self._locked(f"ivr-call:{attempt_id}"):

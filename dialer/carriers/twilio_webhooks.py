@@ -21,7 +21,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -88,9 +88,12 @@ class LiveCalls(Protocol):
 @runtime_checkable
 class BatchingSink(Protocol):
     """A sink that takes call reports through a queue of its own (the call session's group
-    commit) and answers each with a future; the router awaits it without a thread of its own."""
+    commit) and answers each through a callback on its writer thread; the router awaits the
+    answer without a thread of its own."""
 
-    def submit_call_event(self, event: CallEvent) -> Future[list[Action]]: ...
+    def queue_call_event(
+        self, event: CallEvent, reply: Callable[[list[Action] | BaseException], None]
+    ) -> None: ...
 
 
 class Step:
@@ -351,6 +354,15 @@ def sink_offload(sink_blocks: bool, threads: int = SINK_THREADS) -> Offload:
     return offload
 
 
+def _settle(answer: asyncio.Future[R], result: R | BaseException) -> None:
+    if answer.done():  # the webhook's request went away meanwhile
+        return
+    if isinstance(result, BaseException):
+        answer.set_exception(result)
+    else:
+        answer.set_result(result)
+
+
 def call_reporter(
     sink: CallEventSink, offload: Offload, sink_blocks: bool
 ) -> Callable[[CallEvent], Awaitable[list[Action]]]:
@@ -359,7 +371,14 @@ def call_reporter(
         queued = sink
 
         async def submit(event: CallEvent) -> list[Action]:
-            return await asyncio.wrap_future(queued.submit_call_event(event))
+            loop = asyncio.get_running_loop()
+            answer: asyncio.Future[list[Action]] = loop.create_future()
+
+            def reply(result: list[Action] | BaseException) -> None:  # on the writer thread
+                loop.call_soon_threadsafe(_settle, answer, result)
+
+            queued.queue_call_event(event, reply)
+            return await answer
 
         return submit
 

@@ -109,3 +109,30 @@ def test_the_writer_thread_ends_when_idle_and_comes_back() -> None:
         time.sleep(0.01)
     assert writers() == []
     assert writer.submit("b").result(timeout=5) == "B"
+
+
+def test_a_reply_that_fails_does_not_stop_the_writer(caplog: pytest.LogCaptureFixture) -> None:
+    writer = GroupCommitter(Recorder())
+
+    def broken(_result: object) -> None:
+        raise RuntimeError("event loop is closed")
+
+    writer.submit_to("lost", broken)
+    assert writer.submit("next").result(timeout=5) == "NEXT"
+    assert "a reply failed" in caplog.text
+
+
+def test_replies_come_with_the_result_or_the_exception() -> None:
+    writer = GroupCommitter(Recorder())
+    answers: list[object] = []
+    done = threading.Event()
+
+    def reply(result: object) -> None:
+        answers.append(result)
+        if len(answers) == 2:
+            done.set()
+
+    writer.submit_to("ok", reply)
+    writer.submit_to("bad", reply)
+    assert done.wait(5)
+    assert answers[0] == "OK" and isinstance(answers[1], ValueError)
