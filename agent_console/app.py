@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,9 +106,15 @@ def _install_basics(app: FastAPI) -> None:
         return response
 
 
-def create_console(ctx: ConsoleContext) -> FastAPI:
-    """Build the web console bound to one context (database, coordination, keys)."""
+def create_console(ctx: ConsoleContext, first: Sequence[APIRouter] = ()) -> FastAPI:
+    """Build the web console bound to one context (database, coordination, keys).
+
+    ``first``: routers matched before the console's own (the carrier's webhooks: a request is
+    matched against the routes in order, and the console's hundred routes cost a webhook
+    about 0.2 ms of CPU here when it came last)."""
     app = FastAPI(title="催告コールセンター", docs_url=None, redoc_url=None, openapi_url=None)
+    for router in first:
+        app.include_router(router)
     app.state.ctx = ctx
     app.state.sessions = SessionStore(
         ctx.coordination, ctx.settings.console.idle_timeout_minutes * 60.0

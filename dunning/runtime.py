@@ -121,15 +121,15 @@ def create_web_app(services: Services, *, with_runtime: bool = True) -> FastAPI:
         app.state.services = services
         return app
     runtime = build_runtime(services, platform=True)
-    app = create_console(console_context(services, runtime.telephony))
-    app.state.services = services
-    app.state.runtime = runtime
+    webhooks = []
     if services.settings.carrier == "twilio":
         carrier = runtime.telephony.carrier
         live_calls = carrier if isinstance(carrier, TwilioCarrier) else None
-        app.include_router(
-            twilio_router(runtime.telephony.call_session, services.settings, live_calls=live_calls)
-        )
+        session = runtime.telephony.call_session
+        webhooks.append(twilio_router(session, services.settings, live_calls=live_calls))
+    app = create_console(console_context(services, runtime.telephony), first=webhooks)
+    app.state.services = services
+    app.state.runtime = runtime
     app.router.lifespan_context = _lifespan(runtime)
     return app
 

@@ -59,6 +59,9 @@ def test_serve_mounts_the_signed_twilio_webhooks_when_twilio_is_the_carrier(
     with TestClient(app) as client:
         unsigned = client.post("/twilio/status", data={"CallSid": "CA" + "1" * 32})
     assert unsigned.status_code == 403  # mounted, and it checks X-Twilio-Signature
+    webhook = {"type": "http", "path": "/twilio/voice", "method": "POST", "root_path": ""}
+    first_match = next(r for r in app.routes if r.matches({**webhook, "headers": []})[0].value)
+    assert first_match is app.routes[0]  # webhooks are matched before the console's routes
 
 
 def test_a_worker_runs_only_the_dialer_jobs(tmp_path: Path) -> None:
