@@ -4,11 +4,13 @@
 the simulator) reports to. For each :class:`~dialer.ports.CallEvent` it finds the attempt (by
 ``attempt_key`` = ``Attempt.idempotency_key``, else by ``carrier_ref``), maps the event with the
 shared :mod:`dialer.call_events` rules, steps the campaign's IVR flow and applies the actions'
-side effects together with the attempt in one unit of work.
+side effects (:mod:`dialer.call_effects`) together with the attempt
+(:mod:`dialer.live_attempts`) in one unit of work.
 
 Coordination keys (all PII-free):
 
-* ``ivr:{campaign_id}:{attempt_id}`` - the call's :class:`SessionRecord` (JSON: call phase,
+* ``ivr:{campaign_id}:{attempt_id}`` - the call's :class:`~dialer.call_records.SessionRecord`
+  (:mod:`dialer.call_records`; JSON: call phase,
   engine state, digests of retry tokens seen) with a TTL of ``ivr.session_ttl_seconds``, so any
   process can take the next webhook. The campaign wipe deletes the ``ivr:{campaign_id}:``
   prefix.
@@ -26,7 +28,8 @@ receivables, at ``detail`` the birth month-day), opened once per call by
 
 Two ways in: :meth:`CallSession.on_call_event` handles one report in its own unit of work (the
 simulator and Asterisk call it from their threads); :meth:`CallSession.submit_call_event` queues
-it for the group commit (:mod:`dialer.call_batches`): one writer thread handles every report
+it for the group commit (:mod:`dialer.call_batches`; :meth:`CallSession.queue_call_event`
+answers through a callback instead of a future): one writer thread handles every report
 queued so far in one unit of work, in arrival order, each call under its own lock, and commits
 once; a batch that fails before its commit is handled again report by report, so one bad
 report fails alone. The Twilio webhooks use the queue.
@@ -39,8 +42,6 @@ puts a stable token in ``event.raw["idempotency_token"]`` (Twilio: the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import uuid
@@ -48,18 +49,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 import ivr_scripts.actions as act
 from dialer.call_batches import GroupCommitter
 from dialer.call_context import ContextOpener
+from dialer.call_effects import CallEffects
 from dialer.call_events import (
     CallPhase,
     carrier_result,
@@ -68,33 +67,26 @@ from dialer.call_events import (
     to_ivr_event,
 )
 from dialer.call_memory import CallIds, CallIndex, ContextCache, OpenedCall
+from dialer.call_records import SessionRecord, retry_token, session_key
 from dialer.clock import Clock, SystemClock
 from dialer.live_attempts import LiveAttempt, lock_attempts, write_changes
 from dialer.ports import CallEvent, InboundSms, SmsStatus, SmsStatusEvent
 from dialer.sms import is_opt_out
 from ivr_scripts import Flow, State, load_builtin_flow, step
 from ivr_scripts.events import CallAnswered, Event
-from ivr_scripts.model import OutcomeCode, SecondFactor, TimeBand
-from kernel import audit
 from kernel.aggregates import (
     CounterBatch,
     record_attempt_result,
-    record_callback_requested,
     record_sms_status,
 )
-from kernel.calendar import TOKYO, CallingWindow
+from kernel.calendar import CallingWindow
 from kernel.coordination import Coordination
 from kernel.db import Database
 from kernel.errors import DunningError
 from kernel.models import (
     Attempt,
     AttemptStatus,
-    CallbackRequest,
     Channel,
-    DisclosureLevel,
-    DoNotCall,
-    Phone,
-    PhoneStatus,
 )
 from kernel.pii import KeyRing
 from kernel.settings import Settings
@@ -107,11 +99,9 @@ CALL_LOCK_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 10.0
 SEEN_TOKENS_KEPT = 64
 CONTEXT_TTL_SECONDS = 600.0  # an opened call context is reopened after this, at the latest
-ACTOR = "ivr"
 _DONE = frozenset({AttemptStatus.COMPLETED, AttemptStatus.REFUSED, AttemptStatus.CANCELLED})
 _FINAL_SMS = frozenset({SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.FAILED})
 _FINAL_SMS_VALUES = frozenset(status.value for status in _FINAL_SMS)
-_BAND_START_HOUR = {TimeBand.MORNING: 0, TimeBand.AFTERNOON: 12, TimeBand.EVENING: 17}
 FlowLoader = Callable[[str], Flow]
 # Built once (the queries of every report differ only in their parameters).
 _BY_KEY = select(Attempt.id, Attempt.campaign_id).where(Attempt.idempotency_key == bindparam("key"))
@@ -131,90 +121,9 @@ class CallSessionBusy(DunningError):
     http_status = 503
 
 
-def session_key(campaign_id: int, attempt_id: int) -> str:
-    return f"ivr:{campaign_id}:{attempt_id}"
-
-
 def set_free_operators(coordination: Coordination, count: int) -> None:
     """What the console calls when operators become free or busy (and at least every minute)."""
     coordination.put_state(OPERATORS_FREE_KEY, str(max(0, count)), OPERATORS_FREE_TTL_SECONDS)
-
-
-# ------------------------------------------------------------------ the PII-free session record
-
-
-@dataclass(frozen=True)
-class SessionRecord:
-    """What lives in coordination between two reports of one call (no personal values)."""
-
-    phase: CallPhase = CallPhase.DIALING
-    engine: State = State()
-    seen: tuple[str, ...] = ()
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "phase": self.phase.value,
-                "engine": _engine_fields(self.engine),
-                "seen": list(self.seen),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> SessionRecord:
-        data = json.loads(text)
-        engine: dict[str, Any] = dict(data["engine"])
-        engine["second_factor"] = SecondFactor(engine["second_factor"])
-        for name, kind in (
-            ("disclosure_reached", DisclosureLevel),
-            ("callback_band", TimeBand),
-            ("outcome", OutcomeCode),
-        ):
-            engine[name] = None if engine[name] is None else kind(engine[name])
-        return cls(CallPhase(data["phase"]), State(**engine), tuple(data["seen"]))
-
-
-_STATE_FIELDS = tuple(field.name for field in fields(State))
-
-
-def _engine_fields(engine: State) -> dict[str, object]:
-    """The engine state as JSON values (its fields are flat: str, int, bool, str enums, None);
-    what ``dataclasses.asdict`` gives, without its recursive copy (several times slower)."""
-    return {name: getattr(engine, name) for name in _STATE_FIELDS}
-
-
-def retry_token(event: CallEvent) -> str | None:
-    """A digest of the carrier's retry token, when the carrier supplied one."""
-    token = event.raw.get("idempotency_token") or event.raw.get("I-Twilio-Idempotency-Token")
-    return hashlib.sha256(token.encode()).hexdigest()[:24] if token else None
-
-
-# ------------------------------------------------------------------ callbacks in a time band
-
-
-def callback_due(window: CallingWindow, band: TimeBand, after: datetime) -> datetime:
-    """The next open instant of the calling window that falls in ``band`` (Asia/Tokyo)."""
-    candidate = window.next_open(after)
-    for _ in range(120):
-        if candidate is None:
-            break
-        if band is TimeBand.ANY or _band_of(candidate) is band:
-            return candidate
-        candidate = window.next_open(_next_band_start(candidate, band))
-    return window.next_open(after) or after  # the band never opens: the earliest open time
-
-
-def _band_of(instant: datetime) -> TimeBand:
-    hour = instant.astimezone(TOKYO).hour
-    if hour < 12:
-        return TimeBand.MORNING
-    return TimeBand.AFTERNOON if hour < 17 else TimeBand.EVENING
-
-
-def _next_band_start(instant: datetime, band: TimeBand) -> datetime:
-    local = instant.astimezone(TOKYO)
-    start = local.replace(hour=_BAND_START_HOUR[band], minute=0, second=0, microsecond=0)
-    return start if start > local else start + timedelta(days=1)
 
 
 # ------------------------------------------------------------------ the service
@@ -261,7 +170,7 @@ class CallSession:
         self._settings = settings
         self._flows = flows or lru_cache(maxsize=16)(load_builtin_flow)
         self._clock = clock or SystemClock()
-        self._window = CallingWindow(settings.calling_window.policy())
+        self._effects = CallEffects(self._clock, CallingWindow(settings.calling_window.policy()))
         self._owner = f"call-session-{uuid.uuid4().hex[:12]}"
         self._calls = CallIndex()
         ttl = min(CONTEXT_TTL_SECONDS, float(settings.ivr.session_ttl_seconds))
@@ -446,7 +355,7 @@ class CallSession:
             actions, engine = self._step(session, attempt, engine, ivr_event)
             if engine.identity_confirmed and attempt.identity_confirmed_at is None:
                 attempt.update(identity_confirmed_at=event.occurred_at)
-            self._apply(session, attempt, actions)
+            self._effects.apply(session, attempt, actions)
         if phase is CallPhase.ENDED and record.phase is not CallPhase.ENDED:
             self._finish(session, attempt, event, unit.counts)
         seen = (*record.seen, token)[-SEEN_TOKENS_KEPT:] if token else record.seen
@@ -505,107 +414,6 @@ class CallSession:
         return opened
 
     # ---------------------------------------------------------------- side effects
-
-    def _apply(self, session: Session, attempt: LiveAttempt, actions: list[act.Action]) -> None:
-        for action in actions:
-            if isinstance(action, act.RecordOutcome) and attempt.outcome_code is None:
-                attempt.update(outcome_code=action.code.value)
-            elif isinstance(action, act.RequestCallback):
-                self._callback(session, attempt, action.time_band)
-            elif isinstance(action, act.AddDoNotCall):
-                self._do_not_call(session, attempt)
-            elif isinstance(action, act.MarkWrongNumber):
-                self._wrong_number(session, attempt)
-            elif isinstance(action, act.RequestSms):
-                self._sms_follow_up(session, attempt)
-
-    def _callback(self, session: Session, attempt: LiveAttempt, band: TimeBand) -> None:
-        exists = session.scalar(
-            select(CallbackRequest.id).where(CallbackRequest.attempt_id == attempt.id)
-        )
-        if exists is not None:
-            return
-        now = self._clock.now()
-        request = CallbackRequest(
-            campaign_id=attempt.campaign_id,
-            person_id=attempt.person_id,
-            attempt_id=attempt.id,
-            time_band=band.value,
-            due_at=callback_due(self._window, band, now),
-            source="ivr",
-            created_at=now,
-        )
-        session.add(request)
-        session.flush()
-        record_callback_requested(session, request)
-
-    def _do_not_call(self, session: Session, attempt: LiveAttempt) -> None:
-        phone = session.get(Phone, attempt.phone_id) if attempt.phone_id else None
-        if phone is not None:
-            self._block_number(session, phone.number_digest, "ivr_request", "ivr")
-
-    def _block_number(self, session: Session, digest: str, reason: str, source: str) -> None:
-        """Put a number (by digest) on the do-not-call list and stop using it everywhere."""
-        known = session.scalar(select(DoNotCall.id).where(DoNotCall.number_digest == digest))
-        if known is None:
-            try:
-                with session.begin_nested():
-                    entry = DoNotCall(number_digest=digest, reason=reason, source=source)
-                    session.add(entry)
-                audit.record(
-                    session,
-                    actor=ACTOR,
-                    action="do_not_call.added",
-                    object_type="do_not_call",
-                    object_id=entry.id,
-                    detail={"source": source, "reason": reason},
-                )
-            except IntegrityError:  # another process added it at the same moment
-                pass
-        session.execute(
-            update(Phone)
-            .where(Phone.number_digest == digest)
-            .values(status=PhoneStatus.OPTED_OUT)
-            .execution_options(synchronize_session=False)
-        )
-
-    def _wrong_number(self, session: Session, attempt: LiveAttempt) -> None:
-        phone = session.get(Phone, attempt.phone_id) if attempt.phone_id else None
-        if phone is None or phone.status is PhoneStatus.WRONG_NUMBER:
-            return
-        phone.status = PhoneStatus.WRONG_NUMBER
-        audit.record(
-            session,
-            actor=ACTOR,
-            action="phone.wrong_number",
-            object_type="phone",
-            object_id=phone.id,
-            detail={"attempt_id": attempt.id},
-        )
-
-    def _sms_follow_up(self, session: Session, attempt: LiveAttempt) -> None:
-        """A new SMS attempt due now; the dispatcher sends it with the configured template."""
-        key = "sms-" + hashlib.sha256(f"sms-after:{attempt.idempotency_key}".encode()).hexdigest()
-        key = key[:64]
-        if session.scalar(select(Attempt.id).where(Attempt.idempotency_key == key)) is not None:
-            return
-        last = session.scalar(
-            select(func.max(Attempt.sequence_no)).where(
-                Attempt.campaign_id == attempt.campaign_id, Attempt.person_id == attempt.person_id
-            )
-        )
-        session.add(
-            Attempt(
-                campaign_id=attempt.campaign_id,
-                person_id=attempt.person_id,
-                phone_id=attempt.phone_id,
-                channel=Channel.SMS,
-                sequence_no=(last or 0) + 1,
-                status=AttemptStatus.SCHEDULED,
-                scheduled_at=self._clock.now(),
-                idempotency_key=key,
-            )
-        )
 
     def _finish(
         self, session: Session, attempt: LiveAttempt, event: CallEvent, counts: CounterBatch
@@ -684,7 +492,7 @@ class CallSession:
             return
         digest = self._keyring.digest("phone", message.from_e164.strip())
         with self._db.unit_of_work() as session:
-            self._block_number(session, digest, "opt_out", "sms")
+            self._effects.block_number(session, digest, "opt_out", "sms")
 
     # ---------------------------------------------------------------- helpers
 

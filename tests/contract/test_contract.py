@@ -17,7 +17,8 @@ from types import ModuleType
 import pytest
 from sqlalchemy import select
 
-from dialer.call_session import CallSession, session_key
+from dialer.call_records import session_key
+from dialer.call_session import CallSession
 from dialer.ports import CallRequest
 from kernel import migrate
 from kernel.coordination import LocalCoordination

@@ -19,14 +19,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 import ivr_scripts.actions as act
+from dialer.call_effects import callback_due
 from dialer.call_memory import ContextCache
-from dialer.call_session import (
-    OPERATORS_FREE_KEY,
-    CallSession,
-    callback_due,
-    session_key,
-    set_free_operators,
-)
+from dialer.call_records import session_key
+from dialer.call_session import OPERATORS_FREE_KEY, CallSession, set_free_operators
 from dialer.clock import SimulatedClock
 from dialer.ports import (
     AnsweredBy,
