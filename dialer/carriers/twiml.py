@@ -86,18 +86,27 @@ def _document(response: VoiceResponse) -> str:
     return "".join(parts)
 
 
-_CDATA = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_ATTRIBUTE = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        '"': "&quot;",
-        "\r": "&#13;",
-        "\n": "&#10;",
-        "\t": "&#09;",
-    }
-)
+def _escape_text(text: str) -> str:
+    """ElementTree's escaping of text (checks first: most texts need nothing replaced)."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+_ATTRIBUTE_ENTITIES = (('"', "&quot;"), ("\r", "&#13;"), ("\n", "&#10;"), ("\t", "&#09;"))
+
+
+def _escape_attribute(text: str) -> str:
+    """ElementTree's escaping of an attribute value."""
+    text = _escape_text(text)
+    for character, entity in _ATTRIBUTE_ENTITIES:
+        if character in text:
+            text = text.replace(character, entity)
+    return text
 
 
 def _write(verb: TwiML, parts: list[str]) -> None:
@@ -108,7 +117,7 @@ def _write(verb: TwiML, parts: list[str]) -> None:
     for name in sorted(verb.attrs):
         value = verb.attrs[name]
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        parts.append(f' {name}="{text.translate(_ATTRIBUTE)}"')
+        parts.append(f' {name}="{_escape_attribute(text)}"')
     own_text = _text(verb.value)
     children: list[tuple[TwiML, str]] = []
     for child in verb.verbs:
@@ -121,10 +130,10 @@ def _write(verb: TwiML, parts: list[str]) -> None:
     if not own_text and not children:
         parts.append(" />")
         return
-    parts.append(">" + own_text.translate(_CDATA))
+    parts.append(">" + _escape_text(own_text))
     for child, tail in children:
         _write(child, parts)
-        parts.append(tail.translate(_CDATA))
+        parts.append(_escape_text(tail))
     parts.append(f"</{verb.name}>")
 
 
