@@ -47,24 +47,28 @@ def test_reports_that_queue_up_are_handled_together_in_arrival_order() -> None:
     assert handler.batches == [["first"], ["b1", "b2", "b3"], ["c1"]]
 
 
-def test_with_a_linger_reports_arriving_meanwhile_join_the_batch() -> None:
+def test_under_load_the_writer_lingers_for_more_reports() -> None:
     handler = Recorder()
+    handler.gate.clear()
     writer = GroupCommitter(handler, max_batch=3, linger_seconds=2.0)
     first = writer.submit("first")
-    time.sleep(0.05)  # well inside the linger: the writer is still collecting
-    second = writer.submit("second")
-    third = writer.submit("third")  # the batch is full: handled without waiting out the linger
-    assert [f.result(timeout=1.5) for f in (first, second, third)] == ["FIRST", "SECOND", "THIRD"]
-    assert handler.batches == [["first", "second", "third"]]
+    assert handler.entered.wait(5)
+    queued = [writer.submit(name) for name in ("b1", "b2")]  # load: they queue up
+    handler.gate.set()
+    assert [f.result(timeout=5) for f in (first, *queued)] == ["FIRST", "B1", "B2"]
+    lingering = writer.submit("c1")  # the last batch held two: the writer waits for company
+    time.sleep(0.05)
+    joining = [writer.submit(name) for name in ("c2", "c3")]  # full: no need to wait it out
+    assert [f.result(timeout=1.5) for f in (lingering, *joining)] == ["C1", "C2", "C3"]
+    assert handler.batches == [["first"], ["b1", "b2"], ["c1", "c2", "c3"]]
 
 
-def test_a_linger_ends_with_what_came() -> None:
+def test_reports_that_come_one_at_a_time_do_not_wait_for_company() -> None:
     handler = Recorder()
-    writer = GroupCommitter(handler, linger_seconds=0.05)
-    started = time.monotonic()
-    assert writer.submit("a").result(timeout=5) == "A"
-    assert time.monotonic() - started >= 0.05  # waited out the linger for company
-    assert handler.batches == [["a"]]
+    writer = GroupCommitter(handler, linger_seconds=30.0)
+    assert writer.submit("a").result(timeout=5) == "A"  # far less than the linger
+    assert writer.submit("b").result(timeout=5) == "B"
+    assert handler.batches == [["a"], ["b"]]
 
 
 def test_each_report_gets_its_own_exception() -> None:
