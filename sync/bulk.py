@@ -100,7 +100,8 @@ class BulkInsert:
     def insert_columns(self, columns: Sequence[Sequence[Any]]) -> int:
         """:meth:`insert` of rows given column by column (``columns`` in the order of the
         constructor's, all of one length): each column goes through its bind processor as a
-        whole, once per distinct value except in binary columns (sealed values never repeat)."""
+        whole, once per distinct value; binary columns (sealed values, which never repeat)
+        go to sqlite3 as they are, bytes."""
         count = len(columns[0]) if columns else 0
         if count == 0:
             return 0
@@ -115,17 +116,13 @@ class BulkInsert:
         self._write(zip(*values, strict=False))
         return count
 
-    def _processed(self, index: int, process: Processor, column: Iterable[Any]) -> list[Any]:
+    def _processed(self, index: int, process: Processor, column: Sequence[Any]) -> Sequence[Any]:
         if isinstance(self.table.columns[self.columns[index]].type, LargeBinary):
+            if not self.postgres:
+                return column  # sqlite3 binds bytes as it binds sqlite3.Binary (a memoryview)
             return [process(value) for value in column]
-        seen: dict[Any, Any] = {}
-        processed = []
-        for value in column:
-            try:
-                processed.append(seen[value])
-            except KeyError:
-                processed.append(seen.setdefault(value, process(value)))
-        return processed
+        seen = {value: process(value) for value in set(column)}
+        return list(map(seen.__getitem__, column))
 
     def _write(self, rows: Iterable[Sequence[Any]]) -> None:
         driver = self.connection.connection.driver_connection

@@ -44,6 +44,7 @@ from sync.columnar_merge import (
     FILLED_FIELDS,
     Ints,
     MergedRows,
+    Rows,
     merge_rejections,
     merge_rows,
     numbers,
@@ -51,16 +52,22 @@ from sync.columnar_merge import (
     ranges,
     slot_column,
 )
-from sync.columnar_schema import ITEM_FIELDS, ColumnarCollected, check_table
+from sync.columnar_schema import ColumnarCollected, check_table
 from sync.loader import PERSON_COLUMNS, PHONE_COLUMNS, RECEIVABLE_COLUMNS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Waiting = Callable[[], T]  # a result to wait for
-CHUNK_PERSONS = 20_000
+#: Persons per chunk: two chunks' rows are held at a time (one inserted, the next sealed).
+#: 10,000 rather than 20,000 holds ~50 MiB less at the peak of a 1M-row import, which
+#: pays for the larger page cache below.
+CHUNK_PERSONS = 10_000
 #: Smaller loads do their cryptography in the importing process (a worker costs ~0.5 s).
 WORKER_MIN_ROWS = 100_000
-SQLITE_CACHE_KIB = 32 << 10
+#: 64 MiB: on a 1M-row import the indexes inserted into in random order (persons' refs,
+#: phones' numbers) outgrow 32 MiB, which made the inserts 5-15% slower (noisy 2-core VM);
+#: 128 MiB gained a little more but took the peak RSS back to ~980 MiB.
+SQLITE_CACHE_KIB = 64 << 10
 RECORD_FIELDS = (
     "address", "atena_no", "birth_date", "gender", "language", "name", "name_kana",
     "postal_code",
@@ -187,11 +194,11 @@ def _json_texts(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 def record_texts(merged: MergedRows, groups: Ints) -> list[bytes]:
     """The persons' records as :meth:`kernel.pii.PiiCipher.seal_record` writes them (JSON,
     keys sorted), UTF-8: 宛名番号, 氏名 and 言語 of the first row, the others filled."""
-    first = merged.first_row[groups]
+    first = Rows(merged.first_row[groups])
     parts: list[Any] = []
     for name in RECORD_FIELDS:
-        rows = merged.filled[name][groups] if name in FILLED_FIELDS else first
-        taken = merged.column(name).take(pa.array(rows, mask=rows < 0))
+        rows = Rows(merged.filled[name][groups]) if name in FILLED_FIELDS else first
+        taken = rows.take(merged.column(name))
         parts += [f', "{name}": ' if parts else f'{{"{name}": ', _json_texts(taken)]
     text = pc.binary_join_element_wise(*parts, "}", "")
     return list(text.cast(pa.binary()).to_pylist())
@@ -336,7 +343,7 @@ class _Writer:
 
     def _persons(self, chunk: Ints) -> tuple[list[Sequence[Any]], list[bytes]]:
         merged, count = self.merged, len(chunk)
-        first = merged.first_row[chunk]
+        first = Rows(merged.first_row[chunk])
         columns: list[Sequence[Any]] = [
             self.ids[chunk].tolist(),
             [self.campaign_id] * count,
@@ -344,7 +351,7 @@ class _Writer:
             [self.judged.refs[group] for group in chunk.tolist()],
             [],  # sealed_pii
             (merged.filled["name_kana"][chunk] >= 0).tolist(),
-            python_values(merged.column("language").take(pa.array(first))),
+            python_values(first.take(merged.column("language"))),
             [CHANNELS[code] for code in self.judged.channel[chunk].tolist()],
             np.minimum(self.unpaid[chunk], loader.INT32_MAX).tolist(),
         ]
@@ -354,12 +361,12 @@ class _Writer:
         merged = self.merged
         starts = merged.kept_starts
         rows = merged.kept[ranges(starts[chunk], starts[chunk + 1])]
-        items = merged.table.select(ITEM_FIELDS).take(pa.array(rows))
-        notices = items.column("notice_number").cast(pa.binary()).to_pylist()
+        taken = Rows(rows)
+        notices = taken.take(merged.column("notice_number")).cast(pa.binary()).to_pylist()
         with_notice = [index for index, notice in enumerate(notices) if notice]
 
         def values(name: str) -> list[Any]:
-            return python_values(items.column(name))
+            return python_values(taken.take(merged.column(name)))
 
         columns: list[Sequence[Any]] = [
             self.ids[merged.group_of[rows]].tolist(),
@@ -382,7 +389,8 @@ class _Writer:
         phones, positions = self.phones.phones, self.phones.position
         start = int(np.searchsorted(phones.group, chunk[0], "left"))
         end = int(np.searchsorted(phones.group, chunk[-1], "right"))
-        group, row, slot = phones.group[start:end], phones.row[start:end], phones.slot[start:end]
+        group, slot = phones.group[start:end], phones.slot[start:end]
+        row = Rows(phones.row[start:end])
         digests = phones.digest[start:end]
         e164 = slot_column(self.merged, "e164", row, slot).cast(pa.binary()).to_pylist()
         kinds = python_values(slot_column(self.merged, "kind", row, slot))

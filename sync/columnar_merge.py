@@ -261,11 +261,42 @@ def merge_rejections(merged: MergedRows) -> dict[int, list[Rejection]]:
 # ------------------------------------------------------------------ columns
 
 
-def slot_column(merged: MergedRows, name: str, rows: Ints, slots: Ints) -> pa.Array:
+class Rows:
+    """Rows to take from columns of the merged table (negative: null), by chunk.
+
+    Arrow's ``take`` on a column of many chunks (one per block of the first pass) costs
+    about as much as the whole column on every call, which the load pays for each of its
+    chunks of persons; here each chunk of the column gives only its own rows."""
+
+    def __init__(self, rows: Ints) -> None:
+        self.rows = rows
+        self.order = np.argsort(rows, kind="stable")
+        self.ordered = rows[self.order]
+        inverse = np.empty_like(self.order)
+        inverse[self.order] = np.arange(len(rows), dtype=inverse.dtype)
+        self.inverse = pa.array(inverse)
+
+    def take(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """``values.take(rows)`` as one array."""
+        if isinstance(values, pa.ChunkedArray) and values.num_chunks == 1:
+            values = values.chunk(0)
+        if isinstance(values, pa.Array):
+            return values.take(pa.array(self.rows, mask=self.rows < 0, type=pa.int64()))
+        bounds = np.cumsum([0, *(len(chunk) for chunk in values.chunks)])
+        edges = np.searchsorted(self.ordered, bounds)  # the negative rows come first
+        parts = [pa.nulls(int(edges[0]), values.type)]
+        for index, chunk in enumerate(values.chunks):
+            local = self.ordered[edges[index] : edges[index + 1]] - bounds[index]
+            if len(local):
+                parts.append(chunk.take(pa.array(local)))
+        return pa.concat_arrays(parts).take(self.inverse)
+
+
+def slot_column(merged: MergedRows, name: str, rows: Ints | Rows, slots: Ints) -> pa.Array:
     """A phone field of the entries (row, slot): ``phone1_<name>`` or ``phone2_<name>``."""
-    indices = pa.array(rows, type=pa.int64())
-    first = merged.column(f"{PHONE_KEYS[0]}_{name}").take(indices).combine_chunks()
-    second = merged.column(f"{PHONE_KEYS[1]}_{name}").take(indices).combine_chunks()
+    taken = rows if isinstance(rows, Rows) else Rows(rows)
+    first = taken.take(merged.column(f"{PHONE_KEYS[0]}_{name}"))
+    second = taken.take(merged.column(f"{PHONE_KEYS[1]}_{name}"))
     return pc.if_else(pa.array(slots == 1, type=pa.bool_()), second, first)
 
 

@@ -25,6 +25,7 @@ from sync.columnar_load import record_texts
 from sync.columnar_merge import (
     FILLED_FIELDS,
     MergedRows,
+    Rows,
     merge_rejections,
     merge_rows,
     python_values,
@@ -223,6 +224,28 @@ def test_python_values_are_to_pylist(values: pa.Array | pa.ChunkedArray) -> None
     converted = python_values(values)
     assert converted == values.to_pylist()
     assert [type(v) for v in converted] == [type(v) for v in values.to_pylist()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(max_size=3)), max_size=40),
+    st.lists(st.integers(min_value=0, max_value=40), max_size=5),
+    st.lists(st.integers(min_value=-2, max_value=60), max_size=50),
+)
+def test_rows_take_as_arrow_takes(
+    values: list[str | None], cuts: list[int], rows: list[int]
+) -> None:
+    """:class:`Rows` takes from each chunk what Arrow's ``take`` takes from the column
+    (negative rows: null), in the rows' order, whatever the chunks."""
+    bounds = sorted({0, len(values), *(cut for cut in cuts if cut <= len(values))})
+    column = pa.chunked_array(
+        [values[start:end] for start, end in zip(bounds, bounds[1:], strict=False)] or [[]],
+        type=pa.string(),
+    )
+    wanted = np.array([row for row in rows if row < len(values)], dtype=np.int64)
+    expected = [None if row < 0 else values[row] for row in wanted.tolist()]
+    assert Rows(wanted).take(column).to_pylist() == expected
+    assert Rows(wanted).take(column.combine_chunks()).to_pylist() == expected
 
 
 def test_bulk_digests_and_seals_are_those_of_one_value() -> None:
