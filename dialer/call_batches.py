@@ -5,12 +5,13 @@ concurrent writers only queue in its busy handler (which sleeps). :class:`GroupC
 keeps one thread that takes every report queued so far (up to ``max_batch``), hands them to
 ``handle_batch`` in arrival order - the call session handles them in one unit of work, so the
 session, the connection and the commit are paid once per batch - and resolves each report's
-own future with its result or its exception. A lone report is handled at once. Under load -
-the previous batch held several reports - the writer, once it has a report, waits up to
-``linger_seconds`` (the call session: the setting ``ivr.group_commit_linger_ms``) for more
-before it handles them (up to ``max_batch``): a few milliseconds added to an answer buy
-fewer, larger commits. Not when reports come one at a time: there a timed wait only adds
-latency, and on this machine it doubled the CPU a report cost.
+own future with its result or its exception (or calls its reply). A lone report is handled at
+once. Optionally, under load - the previous batch held several reports - the writer, once it
+has a report, waits up to ``linger_seconds`` (the call session: the setting
+``ivr.group_commit_linger_ms``, off by default) for more before it handles them (up to
+``max_batch``): fewer, larger commits for a few milliseconds added to an answer. Never when
+reports come one at a time: there a timed wait only adds latency, and on this machine it
+doubled the CPU a report cost.
 
 The thread starts with the first report and ends after ``idle_seconds`` without one.
 """
