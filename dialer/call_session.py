@@ -280,10 +280,14 @@ class CallSession:
         return [(n, self._after_commit(attempt_id, one)) for n, attempt_id, one in handled]
 
     def _open_new_calls(self, session: Session, stepping: list[LiveAttempt]) -> None:
-        """Opens together the contexts of a batch's calls that are answered or keyed in and
-        have none in memory (two queries for all, not two per call); other calls open theirs
+        """Opens together the contexts of a batch's live calls that are answered or keyed in
+        and have none in memory (two queries for all, not two per call); other calls open theirs
         on their own step, if they get one."""
-        new = [a for a in stepping if a.id not in self.contexts and a.person_id is not None]
+        new = [
+            a
+            for a in stepping
+            if a.id not in self.contexts and a.person_id is not None and a.status not in _DONE
+        ]
         if len(new) < 2:
             return
         opened = self._opener.open_many(session, new, self._operator_free() > 0)
