@@ -6,12 +6,12 @@ keeps one thread that takes every report queued so far (up to ``max_batch``), ha
 ``handle_batch`` in arrival order - the call session handles them in one unit of work, so the
 session, the connection and the commit are paid once per batch - and resolves each report's
 own future with its result or its exception (or calls its reply). A lone report is handled at
-once. Optionally, under load - the previous batch held several reports - the writer, once it
-has a report, waits up to ``linger_seconds`` (the call session: the setting
-``ivr.group_commit_linger_ms``, off by default) for more before it handles them (up to
-``max_batch``): fewer, larger commits for a few milliseconds added to an answer. Never when
-reports come one at a time: there a timed wait only adds latency, and on this machine it
-doubled the CPU a report cost.
+once. Under load - the previous batch held ``load_batch`` reports or more - the writer, once
+it has a report, waits up to ``linger_seconds`` (the call session: the setting
+``ivr.group_commit_linger_ms``) for more before it handles them (up to ``max_batch``): fewer,
+larger commits for a few milliseconds added to an answer. Not under moderate load: in
+``bench/ivr_webhook.py`` lingering after batches of two or more doubled the paced p99, and a
+timed wait for a lone report doubled the CPU it cost on this machine.
 
 The thread starts with the first report and ends after ``idle_seconds`` without one.
 """
@@ -34,6 +34,8 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 MAX_BATCH = 32
+#: A batch this large means load: the next batch may linger for company.
+LOAD_BATCH = 8
 IDLE_SECONDS = 5.0
 
 
@@ -54,13 +56,15 @@ class GroupCommitter(Generic[Item, Result]):
         max_batch: int = MAX_BATCH,
         idle_seconds: float = IDLE_SECONDS,
         linger_seconds: float = 0.0,
+        load_batch: int = LOAD_BATCH,
         name: str = "group-commit",
     ) -> None:
         self._handle_batch = handle_batch
         self._max_batch = max_batch
         self._idle_seconds = idle_seconds
         self._linger_seconds = linger_seconds
-        self._under_load = False  # the previous batch held several reports
+        self._load_batch = load_batch
+        self._under_load = False  # the previous batch held load_batch reports or more
         self._name = name
         self._queue: queue.SimpleQueue[_Queued[Item, Result]] = queue.SimpleQueue()
         self._mutex = threading.Lock()
@@ -114,7 +118,7 @@ class GroupCommitter(Generic[Item, Result]):
                 batch.append(self._queue.get(timeout=left))
             except queue.Empty:
                 break
-        self._under_load = len(batch) > 1
+        self._under_load = len(batch) >= self._load_batch
         return batch
 
     def _handle(self, batch: list[_Queued[Item, Result]]) -> None:

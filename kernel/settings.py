@@ -189,11 +189,10 @@ class IvrSettings(BaseModel):
     )
     machine_policy: Literal["message", "hangup"] = "message"
     session_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
-    #: How long the call session's writer, under load, waits for more reports before it
-    #: handles a batch (as PostgreSQL's commit_delay): fewer, larger commits, at most this much
-    #: added to a webhook's answer. Off by default: in bench/ivr_webhook.py 2 ms saved ~5-10%
-    #: CPU per webhook at saturation but doubled the paced p99 (21-23 ms -> 36-61 ms).
-    group_commit_linger_ms: float = Field(default=0.0, ge=0, le=50)
+    #: How long the call session's writer, under heavy load (a batch of 8 reports or more),
+    #: waits for more reports before it handles a batch (as PostgreSQL's commit_delay):
+    #: fewer, larger commits, at most this much added to a webhook's answer.
+    group_commit_linger_ms: float = Field(default=2.0, ge=0, le=50)
 
 
 class ConsoleSettings(BaseModel):

@@ -50,13 +50,13 @@ def test_reports_that_queue_up_are_handled_together_in_arrival_order() -> None:
 def test_under_load_the_writer_lingers_for_more_reports() -> None:
     handler = Recorder()
     handler.gate.clear()
-    writer = GroupCommitter(handler, max_batch=3, linger_seconds=2.0)
+    writer = GroupCommitter(handler, max_batch=3, linger_seconds=2.0, load_batch=2)
     first = writer.submit("first")
     assert handler.entered.wait(5)
     queued = [writer.submit(name) for name in ("b1", "b2")]  # load: they queue up
     handler.gate.set()
     assert [f.result(timeout=5) for f in (first, *queued)] == ["FIRST", "B1", "B2"]
-    lingering = writer.submit("c1")  # the last batch held two: the writer waits for company
+    lingering = writer.submit("c1")  # the last batch held two (load): it waits for company
     time.sleep(0.05)
     joining = [writer.submit(name) for name in ("c2", "c3")]  # full: no need to wait it out
     assert [f.result(timeout=1.5) for f in (lingering, *joining)] == ["C1", "C2", "C3"]
@@ -65,10 +65,23 @@ def test_under_load_the_writer_lingers_for_more_reports() -> None:
 
 def test_reports_that_come_one_at_a_time_do_not_wait_for_company() -> None:
     handler = Recorder()
-    writer = GroupCommitter(handler, linger_seconds=30.0)
+    writer = GroupCommitter(handler, linger_seconds=30.0, load_batch=2)
     assert writer.submit("a").result(timeout=5) == "A"  # far less than the linger
     assert writer.submit("b").result(timeout=5) == "B"
     assert handler.batches == [["a"], ["b"]]
+
+
+def test_moderate_load_does_not_linger() -> None:
+    handler = Recorder()
+    handler.gate.clear()
+    writer = GroupCommitter(handler, linger_seconds=30.0, load_batch=3)
+    first = writer.submit("first")
+    assert handler.entered.wait(5)
+    queued = [writer.submit(name) for name in ("b1", "b2")]  # a batch of two: below the load
+    handler.gate.set()
+    assert [f.result(timeout=5) for f in (first, *queued)] == ["FIRST", "B1", "B2"]
+    assert writer.submit("c").result(timeout=5) == "C"  # far less than the linger
+    assert handler.batches == [["first"], ["b1", "b2"], ["c"]]
 
 
 def test_each_report_gets_its_own_exception() -> None:
