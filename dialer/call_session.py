@@ -42,6 +42,7 @@ puts a stable token in ``event.raw["idempotency_token"]`` (Twilio: the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -172,6 +173,7 @@ class CallSession:
         self._clock = clock or SystemClock()
         self._effects = CallEffects(self._clock, CallingWindow(settings.calling_window.policy()))
         self._owner = f"call-session-{uuid.uuid4().hex[:12]}"
+        self._holders = itertools.count(1)  # a lock owner per holder (uuid4 reads urandom)
         self._calls = CallIndex()
         ttl = min(CONTEXT_TTL_SECONDS, float(settings.ivr.session_ttl_seconds))
         self.contexts = ContextCache(ttl)
@@ -502,7 +504,7 @@ class CallSession:
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        owner = f"{self._owner}:{uuid.uuid4().hex[:8]}"  # one owner per holder, even in-process
+        owner = f"{self._owner}:{next(self._holders)}"  # one owner per holder, even in-process
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while not self._coordination.acquire_lock(key, owner, CALL_LOCK_SECONDS):
             if time.monotonic() > deadline:
