@@ -50,9 +50,10 @@ class LiveAttempt:
 
     def update(self, **values: object) -> None:
         """Sets columns and remembers them for :func:`write_changes`."""
+        unknown = sorted(values.keys() - set(_COLUMNS))
+        if unknown:  # checked first: a bad call changes nothing
+            raise AttributeError(f"attempts has no column {', '.join(unknown)} here")
         for name, value in values.items():
-            if name not in _COLUMNS:
-                raise AttributeError(f"attempts has no column {name} here")
             setattr(self, name, value)
             self.changed.add(name)
 
