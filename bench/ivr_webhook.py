@@ -29,7 +29,10 @@ Two runs, each for the flow and then for the trivial endpoint with the same requ
   between its requests (a resident pressing keys; real residents take seconds). Latency
   p50/p99 here is what a call experiences under a 200-call load. Target p99 <= 25 ms.
 * saturated: no think time; requests/s is the worker's capacity. Target: the flow reaches at
-  least 40 % of the trivial endpoint's requests/s.
+  least 40 % of the trivial endpoint's requests/s. A saturated run lasts about a second (the
+  trivial one a quarter of that), so one neighbour's burst on this 2-core machine moved a
+  single pair by +-15 points: the pair (flow, then trivial) runs ``--repeats`` times and the
+  verdict takes the median of the pairs' shares.
 """
 
 from __future__ import annotations
@@ -210,12 +213,16 @@ def seed_database(database_url: str, calls: int, keys_per_call: list[str]) -> No
     database.dispose()
 
 
-def attempt_key_patterns(rounds: int) -> list[str]:
+def attempt_key_patterns(rounds: int, repeats: int) -> list[str]:
     """The attempt keys of one simulated line (``{i}``: the line), as ``flow_calls`` posts them."""
     patterns = ["warm-{i}-0"]
-    for tag in ("paced", "sat"):
+    for tag in ("paced", *saturated_tags(repeats)):
         patterns += [f"{tag}-{{i}}-{r}" for r in range(rounds)]
     return patterns
+
+
+def saturated_tags(repeats: int) -> list[str]:
+    return [f"sat{k}" for k in range(repeats)]
 
 
 def database_outcomes(database_url: str) -> dict[str, int]:
@@ -408,27 +415,50 @@ def trivial_calls(count: int, rounds: int) -> list[list[Signed]]:
     return [trivial_steps(4 * rounds) for _ in range(count)]
 
 
+@dataclass
+class Measured:
+    """The paced runs, and the saturated runs repeated in pairs (flow, then trivial)."""
+
+    paced: dict[str, Figures]
+    flow: list[Figures]
+    trivial: list[Figures]
+
+    def pair_shares(self) -> list[float]:
+        """Each saturated flow run's requests/s over the trivial run right after it: the two
+        halves of a pair see the same machine, so a neighbour's burst skews one pair only."""
+        return [f.per_second / t.per_second for f, t in zip(self.flow, self.trivial, strict=True)]
+
+
 async def measure(
-    port: int, server_pid: int, calls: int, rounds: int, think: float
-) -> dict[str, Figures]:
+    port: int, server_pid: int, calls: int, rounds: int, think: float, repeats: int
+) -> Measured:
     await run(port, flow_calls(calls, 1, "warm"), 0.0)  # threads, connections, caches
     await run(port, trivial_calls(calls, 1), 0.0)
-    plan = {
-        "paced flow": (flow_calls(calls, rounds, "paced"), think),
-        "paced trivial": (trivial_calls(calls, rounds), think),
-        "saturated flow": (flow_calls(calls, rounds, "sat"), 0.0),
-        "saturated trivial": (trivial_calls(calls, rounds), 0.0),
-    }
-    figures: dict[str, Figures] = {}
-    for label, (planned, pause) in plan.items():
-        cpu_before = process_cpu_seconds(server_pid)
-        measured = await run(port, planned, pause)
-        cpu_after = process_cpu_seconds(server_pid)
-        if cpu_before is not None and cpu_after is not None:
-            measured = replace(measured, server_cpu_seconds=cpu_after - cpu_before)
-        figures[label] = measured
-        print(figures[label].line(label), flush=True)  # noqa: T201
-    return figures
+    measured = Measured({}, [], [])
+    for label, planned, pause in (
+        ("paced flow", flow_calls(calls, rounds, "paced"), think),
+        ("paced trivial", trivial_calls(calls, rounds), think),
+    ):
+        measured.paced[label] = await _timed(port, server_pid, planned, pause, label)
+    for n, tag in enumerate(saturated_tags(repeats), start=1):
+        flow = flow_calls(calls, rounds, tag)
+        trivial = trivial_calls(calls, rounds)
+        measured.flow.append(await _timed(port, server_pid, flow, 0.0, f"saturated flow #{n}"))
+        label = f"saturated trivial #{n}"
+        measured.trivial.append(await _timed(port, server_pid, trivial, 0.0, label))
+    return measured
+
+
+async def _timed(
+    port: int, server_pid: int, planned: list[list[Signed]], pause: float, label: str
+) -> Figures:
+    cpu_before = process_cpu_seconds(server_pid)
+    measured = await run(port, planned, pause)
+    cpu_after = process_cpu_seconds(server_pid)
+    if cpu_before is not None and cpu_after is not None:
+        measured = replace(measured, server_cpu_seconds=cpu_after - cpu_before)
+    print(measured.line(label), flush=True)  # noqa: T201
+    return measured
 
 
 # --- orchestration -----------------------------------------------------------------------------
@@ -458,28 +488,51 @@ def start_server(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]
     raise RuntimeError("the benchmark server did not start")
 
 
-def report(figures: dict[str, Figures], args: argparse.Namespace) -> list[str]:
-    share = figures["saturated flow"].per_second / figures["saturated trivial"].per_second
-    p99 = figures["paced flow"].quantile(0.99)
-    lines = [figures[label].line(label) for label in figures]
+def report(measured: Measured, args: argparse.Namespace) -> list[str]:
+    paced = measured.paced
+    p99 = paced["paced flow"].quantile(0.99)
+    lines = [paced[label].line(label) for label in paced]
+    lines += [_saturated_line("saturated flow", measured.flow)]
+    lines += [_saturated_line("saturated trivial", measured.trivial)]
     lines.append(
         f"paced flow p99 {p99:.1f} ms (target <= {P99_TARGET_MS:.0f} ms): "
         f"{'met' if p99 <= P99_TARGET_MS else 'NOT met'}"
     )
+    shares = measured.pair_shares()
+    share = statistics.median(shares)
     lines.append(
-        f"saturated flow throughput = {share:.0%} of the trivial endpoint "
+        f"saturated flow throughput = {share:.0%} of the trivial endpoint, the median of "
+        f"{len(shares)} pairs ({', '.join(f'{s:.0%}' for s in shares)}) "
         f"(target >= {THROUGHPUT_SHARE_TARGET:.0%}): "
         f"{'met' if share >= THROUGHPUT_SHARE_TARGET else 'NOT met'}"
     )
-    flow_cost = figures["saturated flow"].cpu_ms_per_request
-    trivial_cost = figures["saturated trivial"].cpu_ms_per_request
+    flow_cost = _median_cpu_ms(measured.flow)
+    trivial_cost = _median_cpu_ms(measured.trivial)
     if flow_cost and trivial_cost:
         lines.append(
-            f"by server CPU per request (unaffected by other load): the flow costs "
-            f"{flow_cost:.2f} ms, the trivial endpoint {trivial_cost:.2f} ms, a throughput "
-            f"share of {trivial_cost / flow_cost:.0%}"
+            f"by server CPU per request (median of the runs; other load inflates it less): "
+            f"the flow costs {flow_cost:.2f} ms, the trivial endpoint {trivial_cost:.2f} ms, "
+            f"a throughput share of {trivial_cost / flow_cost:.0%}"
         )
     return lines
+
+
+def _saturated_line(label: str, runs: list[Figures]) -> str:
+    rates = [run.per_second for run in runs]
+    p99 = statistics.median(run.quantile(0.99) for run in runs)
+    cost = _median_cpu_ms(runs)
+    return (
+        f"{label}, {len(runs)} runs of {runs[0].requests} requests: median "
+        f"{statistics.median(rates):,.0f} req/s ({', '.join(f'{r:,.0f}' for r in rates)}); "
+        f"median p99 {p99:.1f} ms"
+        + ("" if cost is None else f"; median server CPU {cost:.2f} ms/request")
+    )
+
+
+def _median_cpu_ms(runs: list[Figures]) -> float | None:
+    costs = [run.cpu_ms_per_request for run in runs]
+    known = [cost for cost in costs if cost is not None]
+    return statistics.median(known) if known else None
 
 
 def sink_description(args: argparse.Namespace) -> str:
@@ -526,6 +579,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="calls each simulated line makes")
     parser.add_argument("--think-ms", type=int, default=500)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="saturated runs of the flow and of the trivial endpoint, alternated",
+    )
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument(
         "--sink",
@@ -548,7 +607,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as scratch:
         if args.sink == "callsession":
             args.database_url = f"sqlite:///{scratch}/bench.db"
-            seed_database(args.database_url, args.calls, attempt_key_patterns(args.rounds))
+            patterns = attempt_key_patterns(args.rounds, args.repeats)
+            seed_database(args.database_url, args.calls, patterns)
         lines = benchmark(args)
     print("\n".join(lines))  # noqa: T201
     if not args.no_record:
@@ -560,11 +620,13 @@ def benchmark(args: argparse.Namespace) -> list[str]:
     server = start_server(port, args)
     try:
         think = args.think_ms / 1000
-        figures = asyncio.run(measure(port, server.pid, args.calls, args.rounds, think))
+        measured = asyncio.run(
+            measure(port, server.pid, args.calls, args.rounds, think, args.repeats)
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
-    lines = report(figures, args)
+    lines = report(measured, args)
     if args.database_url:
         outcomes = database_outcomes(args.database_url)
         lines.append(

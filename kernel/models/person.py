@@ -20,10 +20,14 @@ class Person(Base):
     """One resident (名寄せ by 宛名番号) targeted by one campaign."""
 
     __tablename__ = "persons"
-    __table_args__ = (Index("ix_persons_campaign_ref", "campaign_id", "ref_digest", unique=True),)
+    __table_args__ = (
+        Index("ix_persons_campaign_ref", "campaign_id", "ref_digest", unique=True),
+        # Every status query names the campaign; this index also serves campaign_id alone.
+        Index("ix_persons_campaign_status", "campaign_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
     import_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
     ref_digest: Mapped[str] = mapped_column(String(64))
     sealed_pii: Mapped[bytes] = mapped_column(LargeBinary)
@@ -31,7 +35,7 @@ class Person(Base):
     language: Mapped[str] = mapped_column(String(8), default="ja")
     channel: Mapped[Channel] = mapped_column(enum_column(Channel))
     status: Mapped[TargetStatus] = mapped_column(
-        enum_column(TargetStatus), default=TargetStatus.ACTIVE, index=True
+        enum_column(TargetStatus), default=TargetStatus.ACTIVE
     )
     unpaid_total_yen: Mapped[int] = mapped_column(default=0)
     paid_on: Mapped[date | None]
