@@ -41,6 +41,7 @@ from dialer.carriers.twilio import (
     TwilioCarrier,
     webhook_url,
 )
+from dialer.carriers.twilio_signing import FormFields, Signer, form_fields
 from dialer.ports import (
     AnsweredBy,
     CallEvent,
@@ -77,6 +78,7 @@ SAFE_FIELDS = (
     "Direction",
 )
 TRANSFER_OK = frozenset({"completed", "answered"})
+FLOW_URLS_KEPT = 4096
 
 
 class LiveCalls(Protocol):
@@ -105,8 +107,10 @@ class Step:
     DIAL = "dial"
 
 
+@functools.lru_cache(maxsize=FLOW_URLS_KEPT)
 def flow_urls(public_base_url: str, attempt_key: str | None) -> twiml.FlowUrls:
-    """The URLs a call's TwiML reports back to."""
+    """The URLs a call's TwiML reports back to (kept for the live calls' keys: each call
+    renders a document at every step)."""
 
     base = webhook_url(public_base_url, VOICE_PATH, attempt_key)
     joiner = "&" if attempt_key else "?"  # what webhook_url(..., ev=step) gives, built once
@@ -239,14 +243,13 @@ def inbound_sms(form: dict[str, str], now: datetime) -> InboundSms | None:
     return InboundSms(sid, now, sender, form.get("Body", ""))
 
 
+def query_values(request: Request) -> dict[str, str]:
+    """The query's values as ``request.query_params`` reads them (the last of a repeated
+    name), without building Starlette's multi-dict."""
+    return dict(parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), True))
+
+
 # --- the gate: size, signature, replays ----------------------------------------------------
-
-
-class FormFields(dict[str, str]):
-    """Form fields; ``getall`` spares Twilio's validator two exceptions per field."""
-
-    def getall(self, name: str) -> list[str]:
-        return [self[name]]
 
 
 @dataclass
@@ -265,6 +268,7 @@ class WebhookGate:
         if not token:  # an empty key would let anyone sign
             raise ConfigurationError("setting twilio.auth_token is required for the webhooks")
         self.validator = RequestValidator(token)
+        self.signer = Signer(token)
         self.answers: OrderedDict[str, Response] = OrderedDict()
 
     def public_url(self, request: Request, path: str) -> str:
@@ -275,7 +279,7 @@ class WebhookGate:
         body = await self._body(request)
         if body is None:
             return Response("request body too large", status_code=413)
-        form = FormFields(parse_qsl(body.decode("utf-8", errors="replace"), True))
+        form = form_fields(body)
         if not self._signed(request, path, form):
             log.warning("twilio webhook %s refused: missing or invalid signature", path)
             return Response("invalid signature", status_code=403)
@@ -289,7 +293,7 @@ class WebhookGate:
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
         url = self.public_url(request, path)
         try:
-            expected = self.validator.compute_signature(url, form, algorithm)
+            expected = self.signer.signature(url, form, algorithm)
         except ValueError:  # an algorithm this library does not know
             return False
         if hmac.compare_digest(expected.encode(), signature.encode()):
@@ -422,8 +426,9 @@ def twilio_router(
         verified = await admitted(request, VOICE_PATH)
         if not isinstance(verified, Verified):
             return verified
-        key = request.query_params.get("a")
-        step = request.query_params.get("ev", Step.ANSWER)
+        query = query_values(request)
+        key = query.get("a")
+        step = query.get("ev", Step.ANSWER)
         event = voice_event(verified.form, key, step, clock())
         actions = await report(event) if event.carrier_ref else []
         document = twiml.render(actions, flow_urls(base, key), operator) if actions else None
@@ -434,7 +439,7 @@ def twilio_router(
         verified = await admitted(request, STATUS_PATH)
         if not isinstance(verified, Verified):
             return verified
-        event = status_event(verified.form, request.query_params.get("a"), clock())
+        event = status_event(verified.form, query_values(request).get("a"), clock())
         if event is not None and event.carrier_ref:
             await report(event)
         return gate.remember(verified.replay_token, Response(status_code=204))
@@ -443,7 +448,7 @@ def twilio_router(
         verified = await admitted(request, AMD_PATH)
         if not isinstance(verified, Verified):
             return verified
-        key = request.query_params.get("a")
+        key = query_values(request).get("a")
         event = amd_event(verified.form, key, clock())
         if event is not None and event.carrier_ref:
             actions = await report(event)
