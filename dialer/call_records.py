@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -57,6 +59,38 @@ class SessionRecord:
 
 
 _STATE_FIELDS = tuple(field.name for field in fields(State))
+PARSED_RECORDS_KEPT = 10_000
+
+
+class ParsedRecords:
+    """The records this process stored last, by key, with their JSON (bounded, thread-safe).
+
+    A call's next report usually finds in coordination the very JSON this process stored
+    after the previous one; it then takes the record stored with it instead of decoding the
+    JSON again. Any other JSON (another process handled the call meanwhile) is decoded."""
+
+    def __init__(self, size: int = PARSED_RECORDS_KEPT) -> None:
+        self._size = size
+        self._records: OrderedDict[str, tuple[str, SessionRecord]] = OrderedDict()
+        self._mutex = threading.Lock()
+
+    def parse(self, key: str, text: str) -> SessionRecord:
+        with self._mutex:
+            known = self._records.get(key)
+        if known is not None and known[0] == text:
+            return known[1]
+        return SessionRecord.from_json(text)
+
+    def stored(self, key: str, text: str, record: SessionRecord) -> None:
+        with self._mutex:
+            self._records[key] = (text, record)
+            self._records.move_to_end(key)
+            while len(self._records) > self._size:
+                self._records.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        with self._mutex:
+            self._records.pop(key, None)
 
 
 def _engine_fields(engine: State) -> dict[str, object]:

@@ -68,7 +68,7 @@ from dialer.call_events import (
     to_ivr_event,
 )
 from dialer.call_memory import CallIds, CallIndex, ContextCache, OpenedCall
-from dialer.call_records import SessionRecord, retry_token, session_key
+from dialer.call_records import ParsedRecords, SessionRecord, retry_token, session_key
 from dialer.clock import Clock, SystemClock
 from dialer.live_attempts import LiveAttempt, lock_attempts, write_changes
 from dialer.ports import CallEvent, InboundSms, SmsStatus, SmsStatusEvent
@@ -177,6 +177,7 @@ class CallSession:
         self._calls = CallIndex()
         ttl = min(CONTEXT_TTL_SECONDS, float(settings.ivr.session_ttl_seconds))
         self.contexts = ContextCache(ttl)
+        self._parsed = ParsedRecords()
         self._opener = ContextOpener(keyring, settings)
         self._writer = GroupCommitter(
             self._on_call_events,
@@ -370,7 +371,7 @@ class CallSession:
     def _load(self, key: str, attempt: LiveAttempt) -> SessionRecord:
         stored = self._coordination.get_state(key)
         if stored is not None:
-            return SessionRecord.from_json(stored)
+            return self._parsed.parse(key, stored)
         if attempt.status in _DONE:  # state gone after the end: the call stays ended
             return SessionRecord(phase=CallPhase.ENDED, engine=State(ended=True))
         return SessionRecord()
@@ -380,9 +381,12 @@ class CallSession:
             return
         if handled.record.phase is CallPhase.ENDED:  # the attempt row now says it all
             self._coordination.delete_state(handled.key)
+            self._parsed.forget(handled.key)
             return
         ttl = float(self._settings.ivr.session_ttl_seconds)
-        self._coordination.put_state(handled.key, handled.record.to_json(), ttl)
+        text = handled.record.to_json()
+        self._coordination.put_state(handled.key, text, ttl)
+        self._parsed.stored(handled.key, text, handled.record)
 
     @staticmethod
     def _bind(attempt: LiveAttempt, event: CallEvent) -> None:

@@ -7,7 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from dialer.call_events import CallPhase
 from dialer.call_memory import CallIds, CallIndex, ContextCache, OpenedCall
+from dialer.call_records import ParsedRecords, SessionRecord
+from ivr_scripts import State
 from tests.contract.scenarios import context
 
 
@@ -97,3 +100,33 @@ def test_the_caches_take_concurrent_writers() -> None:
     for thread in threads:
         thread.join()
     assert len(cache) <= 500 and len(index) == 500
+
+
+def test_a_record_stored_by_this_process_is_taken_again_without_decoding() -> None:
+    records = ParsedRecords(size=2)
+    record = SessionRecord(CallPhase.IN_FLOW, State(identity_confirmed=True), ("t1",))
+    text = record.to_json()
+    records.stored("ivr:1:7", text, record)
+    assert records.parse("ivr:1:7", text) is record  # the same object: nothing decoded
+
+
+def test_a_record_another_process_stored_is_decoded() -> None:
+    records = ParsedRecords()
+    mine = SessionRecord(CallPhase.IN_FLOW, State(), ("t1",))
+    records.stored("ivr:1:7", mine.to_json(), mine)
+    theirs = SessionRecord(CallPhase.IN_FLOW, State(identity_confirmed=True), ("t1", "t2"))
+    parsed = records.parse("ivr:1:7", theirs.to_json())
+    assert parsed == theirs and parsed is not mine
+    assert records.parse("ivr:1:8", theirs.to_json()) == theirs  # never stored here
+
+
+def test_parsed_records_are_forgotten_and_bounded() -> None:
+    records = ParsedRecords(size=2)
+    for attempt in (1, 2, 3):
+        record = SessionRecord(seen=(f"t{attempt}",))
+        records.stored(f"ivr:1:{attempt}", record.to_json(), record)
+    first = SessionRecord(seen=("t1",))
+    assert records.parse("ivr:1:1", first.to_json()) is not first  # the oldest was dropped
+    kept = SessionRecord(seen=("t3",))
+    records.forget("ivr:1:3")
+    assert records.parse("ivr:1:3", kept.to_json()) == kept  # decoded again after forget
