@@ -406,84 +406,110 @@ def twilio_router(
     router's own threads (:func:`sink_offload`); a sink that only computes in memory may run
     on the event loop instead.
     """
-    gate = WebhookGate(settings)
     offload = sink_offload(sink_blocks, sink_threads(settings.database_url))
     report = call_reporter(sink, offload, sink_blocks)
     live = live_calls or TwilioCarrier(settings)
-    base = settings.public_base_url
-    operator = settings.twilio.operator_number or settings.municipality.callback_number
+    webhooks = TwilioWebhooks(sink, settings, live, clock, Calls(offload, report))
     router = APIRouter(tags=["twilio"])
+    # Plain Starlette routes: the request is all they take, so FastAPI's dependency
+    # resolution would only add its cost (about 20 µs of CPU per webhook here).
+    for path, endpoint in (
+        (VOICE_PATH, webhooks.voice),
+        (STATUS_PATH, webhooks.status),
+        (AMD_PATH, webhooks.amd),
+        (SMS_STATUS_PATH, webhooks.sms_status),
+        (INBOUND_SMS_PATH, webhooks.sms_inbound),
+    ):
+        router.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
+    return router
 
-    async def admitted(request: Request, path: str) -> Verified | Response:
-        verified = await gate.admit(request, path)
+
+@dataclass(frozen=True)
+class Calls:
+    """How the endpoints reach the sink: ``offload`` runs one of its methods, ``report``
+    hands it a call event (see :func:`sink_offload` and :func:`call_reporter`)."""
+
+    offload: Offload
+    report: Callable[[CallEvent], Awaitable[list[Action]]]
+
+
+class TwilioWebhooks:
+    """The webhook endpoints: each admits the request (size, signature, replays), turns its
+    form into an event for the sink and answers with TwiML or an empty response."""
+
+    def __init__(
+        self,
+        sink: CallEventSink,
+        settings: Settings,
+        live: LiveCalls,
+        clock: Callable[[], datetime],
+        calls: Calls,
+    ) -> None:
+        self.sink, self.live, self.clock = sink, live, clock
+        self.offload, self.report = calls.offload, calls.report
+        self.gate = WebhookGate(settings)
+        self.base = settings.public_base_url
+        self.operator = settings.twilio.operator_number or settings.municipality.callback_number
+
+    async def _admitted(self, request: Request, path: str) -> Verified | Response:
+        verified = await self.gate.admit(request, path)
         if isinstance(verified, Verified):
-            replay = gate.replayed(verified.replay_token)
+            replay = self.gate.replayed(verified.replay_token)
             if replay is not None:
                 return replay
         return verified
 
-    async def voice(request: Request) -> Response:
-        verified = await admitted(request, VOICE_PATH)
+    async def voice(self, request: Request) -> Response:
+        verified = await self._admitted(request, VOICE_PATH)
         if not isinstance(verified, Verified):
             return verified
         query = query_values(request)
         key = query.get("a")
-        step = query.get("ev", Step.ANSWER)
-        event = voice_event(verified.form, key, step, clock())
-        actions = await report(event) if event.carrier_ref else []
-        document = twiml.render(actions, flow_urls(base, key), operator) if actions else None
-        answer = Response(document or twiml.hang_up(), media_type=XML)
-        return gate.remember(verified.replay_token, answer)
+        event = voice_event(verified.form, key, query.get("ev", Step.ANSWER), self.clock())
+        actions = await self.report(event) if event.carrier_ref else []
+        document = self._render(actions, key) if actions else twiml.hang_up()
+        return self.gate.remember(verified.replay_token, Response(document, media_type=XML))
 
-    async def status(request: Request) -> Response:
-        verified = await admitted(request, STATUS_PATH)
+    def _render(self, actions: list[Action], key: str | None) -> str:
+        return twiml.render(actions, flow_urls(self.base, key), self.operator)
+
+    async def status(self, request: Request) -> Response:
+        verified = await self._admitted(request, STATUS_PATH)
         if not isinstance(verified, Verified):
             return verified
-        event = status_event(verified.form, query_values(request).get("a"), clock())
+        event = status_event(verified.form, query_values(request).get("a"), self.clock())
         if event is not None and event.carrier_ref:
-            await report(event)
-        return gate.remember(verified.replay_token, Response(status_code=204))
+            await self.report(event)
+        return self.gate.remember(verified.replay_token, Response(status_code=204))
 
-    async def amd(request: Request) -> Response:
-        verified = await admitted(request, AMD_PATH)
+    async def amd(self, request: Request) -> Response:
+        verified = await self._admitted(request, AMD_PATH)
         if not isinstance(verified, Verified):
             return verified
         key = query_values(request).get("a")
-        event = amd_event(verified.form, key, clock())
+        event = amd_event(verified.form, key, self.clock())
         if event is not None and event.carrier_ref:
-            actions = await report(event)
+            actions = await self.report(event)
             if actions and event.answered_by is AnsweredBy.MACHINE:
-                document = twiml.render(actions, flow_urls(base, key), operator)
-                await run_in_threadpool(live.play_now, event.carrier_ref, document)
-        return gate.remember(verified.replay_token, Response(status_code=204))
+                document = self._render(actions, key)
+                await run_in_threadpool(self.live.play_now, event.carrier_ref, document)
+        return self.gate.remember(verified.replay_token, Response(status_code=204))
 
-    async def sms_status(request: Request) -> Response:
-        verified = await admitted(request, SMS_STATUS_PATH)
+    async def sms_status(self, request: Request) -> Response:
+        verified = await self._admitted(request, SMS_STATUS_PATH)
         if not isinstance(verified, Verified):
             return verified
-        event = sms_status_event(verified.form, clock())
+        event = sms_status_event(verified.form, self.clock())
         if event is not None:
-            await offload(sink.on_sms_status, event)
-        return gate.remember(verified.replay_token, Response(status_code=204))
+            await self.offload(self.sink.on_sms_status, event)
+        return self.gate.remember(verified.replay_token, Response(status_code=204))
 
-    async def sms_inbound(request: Request) -> Response:
-        verified = await admitted(request, INBOUND_SMS_PATH)
+    async def sms_inbound(self, request: Request) -> Response:
+        verified = await self._admitted(request, INBOUND_SMS_PATH)
         if not isinstance(verified, Verified):
             return verified
-        message = inbound_sms(verified.form, clock())
+        message = inbound_sms(verified.form, self.clock())
         if message is not None:
-            await offload(sink.on_inbound_sms, message)
+            await self.offload(self.sink.on_inbound_sms, message)
         empty = Response('<?xml version="1.0" encoding="UTF-8"?><Response />', media_type=XML)
-        return gate.remember(verified.replay_token, empty)
-
-    # Plain Starlette routes: the request is all they take, so FastAPI's dependency
-    # resolution would only add its cost (about 20 µs of CPU per webhook here).
-    for path, endpoint in (
-        (VOICE_PATH, voice),
-        (STATUS_PATH, status),
-        (AMD_PATH, amd),
-        (SMS_STATUS_PATH, sms_status),
-        (INBOUND_SMS_PATH, sms_inbound),
-    ):
-        router.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
-    return router
+        return self.gate.remember(verified.replay_token, empty)
