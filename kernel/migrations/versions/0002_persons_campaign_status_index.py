@@ -1,9 +1,10 @@
 """persons: one (campaign_id, status) index instead of campaign_id and status alone
 
-Every query on a person's status names the campaign too, and the campaign_id index repeated
-the leading column of ix_persons_campaign_ref. Two indexes fewer to maintain on each person
-inserted: on a 1,000,000-row sync import into SQLite (bench/sync_import.py) the three
-indexes cost about as much as the person rows themselves.
+Every query on a person's status names the campaign too (the dialer's, letters' and
+holdout's selections), which a status-only index serves poorly once several campaigns share
+the table; the campaign_id index repeated the leading column of ix_persons_campaign_ref. One
+index fewer to maintain per person (both were appended in order on an import, so a 1M-row
+sync load is not measurably faster for it: bench/RESULTS.md).
 
 Revision ID: 0002
 Revises: 0001
