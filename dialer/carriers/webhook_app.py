@@ -33,10 +33,20 @@ class WebhooksFirst(FastAPI):
         self._webhooks = Router(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.webhook_paths:
+        if scope["type"] == "http" and _route_path(scope) in self.webhook_paths:
             await _guarded(self._webhooks, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the routes match: without the root path a proxy mounts the app under (in
+    ASGI, ``path`` includes ``root_path``), as Starlette's routing reads it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        return path[len(root) :]
+    return path
 
 
 async def _guarded(app: Router, scope: Scope, receive: Receive, send: Send) -> None:

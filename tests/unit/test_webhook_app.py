@@ -73,3 +73,11 @@ def test_a_failing_webhook_is_answered_500_and_logged_without_its_body(
     assert answer.status_code == 500
     assert "webhook /hooks/broken failed" in caplog.text
     assert "819012345678" not in caplog.text
+
+
+def test_webhooks_are_found_under_a_proxys_root_path() -> None:
+    with TestClient(_app(), root_path="/dunning") as client:
+        hook = client.post("/dunning/hooks/echo", content=b"a")
+        page = client.get("/dunning/page")
+    assert (hook.status_code, hook.text, "x-marked" in hook.headers) == (200, "A", False)
+    assert page.json() == {"page": "yes"}
