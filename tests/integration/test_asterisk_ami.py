@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from dialer.carriers.ami_link import AmiLoginError
 from dialer.carriers.asterisk import (
-    AmiLoginError,
     AsteriskCarrier,
     CallLedger,
     channel_id_for,
