@@ -7,7 +7,7 @@ limit layers) has nothing to add to them, yet took about a sixth of a voice webh
 ``bench/ivr_webhook.py``. :class:`WebhooksFirst` hands a request whose path is one of the
 webhook routers' straight to those routes (a bare Starlette router), and everything else to
 FastAPI as usual. An exception in a webhook is logged without the request's content and
-answered 500 (the carrier retries), as FastAPI's error middleware would.
+answered 500, as FastAPI's error middleware would.
 """
 
 from __future__ import annotations
