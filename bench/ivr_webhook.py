@@ -29,10 +29,11 @@ Two runs, each for the flow and then for the trivial endpoint with the same requ
   between its requests (a resident pressing keys; real residents take seconds). Latency
   p50/p99 here is what a call experiences under a 200-call load. Target p99 <= 25 ms.
 * saturated: no think time; requests/s is the worker's capacity. Target: the flow reaches at
-  least 40 % of the trivial endpoint's requests/s. A saturated run lasts about a second (the
-  trivial one a quarter of that), so one neighbour's burst on this 2-core machine moved a
-  single pair by +-15 points: the pair (flow, then trivial) runs ``--repeats`` times and the
-  verdict takes the median of the pairs' shares.
+  least 40 % of the trivial endpoint's requests/s. With one pair of runs of equal request
+  counts (a trivial run of a quarter second), one neighbour's burst on this 2-core machine
+  moved the share by +-15 points; so the trivial runs get 4x the requests (both halves last
+  about a second), the pair (flow, then trivial) runs ``--repeats`` times and the verdict
+  takes the median of the pairs' shares.
 """
 
 from __future__ import annotations
