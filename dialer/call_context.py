@@ -82,7 +82,7 @@ class ContextOpener:
         # On the session's connection: plain rows, no ORM compile state, and no autoflush of
         # the batch (nothing read here is changed by the calls' reports).
         connection = session.connection()
-        rows = connection.execute(_CALL_ROWS, {"attempt_ids": [a.id for a in with_person]})
+        rows = connection.execute(_CALL_ROWS, {"attempt_ids": [a.id for a in with_person]}).all()
         items = receivable_items(connection, [a.person_id for a in with_person if a.person_id])
         ciphers: dict[tuple[bytes, int], PiiCipher] = {}  # this batch's only, never kept
         by_id = {attempt.id: attempt for attempt in with_person}
@@ -133,7 +133,7 @@ def receivable_items(
 ) -> dict[int, tuple[ReceivableItem, ...]]:
     """Each person's receivables, oldest fiscal year and due date first."""
     by_person: dict[int, list[Row[Any]]] = {}
-    for row in connection.execute(_RECEIVABLES, {"person_ids": sorted(set(person_ids))}):
+    for row in connection.execute(_RECEIVABLES, {"person_ids": sorted(set(person_ids))}).all():
         by_person.setdefault(row.person_id, []).append(row)
     return {
         person_id: tuple(

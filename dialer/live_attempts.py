@@ -73,7 +73,7 @@ _UPDATE = update(_TABLE).where(_TABLE.c.id == bindparam("attempt_id"))
 def lock_attempts(session: Session, attempt_ids: Sequence[int]) -> dict[int, LiveAttempt]:
     """The attempts by id, locked for the rest of the unit of work; every id must exist."""
     rows = session.connection().execute(_LOCK, {"ids": list(attempt_ids)})
-    attempts = {row.id: LiveAttempt(*row) for row in rows}
+    attempts = {row.id: LiveAttempt(*row) for row in rows.all()}
     missing = set(attempt_ids) - attempts.keys()
     if missing:
         raise LookupError(f"attempts {sorted(missing)} are gone")
