@@ -9,7 +9,6 @@ too early, and :func:`_guard` refuses at run time should a context change break 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import ivr_scripts.actions as act
 import ivr_scripts.events as ev
@@ -87,7 +86,7 @@ def _enter(flow: Flow, ctx: CallContext, state: State, sid: str) -> Result:
     for _ in range(len(flow.steps) + 1):
         current = flow.steps[sid]
         if current.verify is not None and ctx.birth_mmdd is None:
-            state = replace(state, second_factor=SecondFactor.UNAVAILABLE)
+            state = state.evolve(second_factor=SecondFactor.UNAVAILABLE)
             sid = current.verify.failed
             continue
         _guard(flow, current, ctx, state)
@@ -111,7 +110,7 @@ def _arrive(state: State, current: Step) -> State:
     level = _LEVELS.get(current.sensitivity)
     if level is not None and _RANK[level] > _RANK[reached]:
         reached = level
-    return replace(state, step=current.id, retries=0, disclosure_reached=reached)
+    return state.evolve(step=current.id, retries=0, disclosure_reached=reached)
 
 
 def _branch(current: Step, ctx: CallContext, state: State) -> str:
@@ -159,10 +158,10 @@ def _reprompt(current: Step, ctx: CallContext, state: State, texts: Sequence[Tex
 def _retry(flow: Flow, ctx: CallContext, state: State, current: Step) -> Result:
     assert current.retry is not None
     if state.retries < current.retry.max:
-        state = replace(state, retries=state.retries + 1)
+        state = state.evolve(retries=state.retries + 1)
         return _reprompt(current, ctx, state, current.retry.say)
     if current.verify is not None:
-        state = replace(state, second_factor=SecondFactor.NO_INPUT)
+        state = state.evolve(second_factor=SecondFactor.NO_INPUT)
     return _enter(flow, ctx, state, current.retry.then)
 
 
@@ -174,12 +173,12 @@ def _verify(flow: Flow, ctx: CallContext, state: State, current: Step, event: ev
     if entered is None:
         return _retry(flow, ctx, state, current)
     if entered == ctx.birth_mmdd:
-        state = replace(state, second_factor=SecondFactor.PASSED)
+        state = state.evolve(second_factor=SecondFactor.PASSED)
         return _enter(flow, ctx, state, current.verify.passed)
     tries = state.second_factor_tries + 1
-    state = replace(state, second_factor_tries=tries)
+    state = state.evolve(second_factor_tries=tries)
     if tries >= current.verify.max_tries:
-        state = replace(state, second_factor=SecondFactor.FAILED)
+        state = state.evolve(second_factor=SecondFactor.FAILED)
         return _enter(flow, ctx, state, current.verify.failed)
     return _reprompt(current, ctx, state, current.verify.wrong_say)
 
@@ -191,16 +190,16 @@ def _transfer_result(
         return [], state
     if event.ok:
         return _enter(flow, ctx, state, current.transfer.connected)
-    return _enter(flow, ctx, replace(state, transfer_failed=True), current.transfer.failed)
+    return _enter(flow, ctx, state.evolve(transfer_failed=True), current.transfer.failed)
 
 
 def _apply_effects(effects: Sequence[Effect], ctx: CallContext, state: State) -> Result:
     out: list[act.Action] = []
     for effect in effects:
         if effect.kind is EffectKind.CONFIRM_IDENTITY:
-            state = replace(state, identity_confirmed=True)
+            state = state.evolve(identity_confirmed=True)
         elif effect.kind is EffectKind.DENY_IDENTITY:
-            state = replace(state, identity_denied=True)
+            state = state.evolve(identity_denied=True)
         elif effect.kind is EffectKind.MARK_WRONG_NUMBER:
             out.append(act.MarkWrongNumber())
         elif effect.kind is EffectKind.ADD_DO_NOT_CALL:
@@ -208,10 +207,10 @@ def _apply_effects(effects: Sequence[Effect], ctx: CallContext, state: State) ->
         elif effect.kind is EffectKind.REQUEST_CALLBACK:
             band = TimeBand(str(effect.arg))
             out.append(act.RequestCallback(band))
-            state = replace(state, callback_band=band)
+            state = state.evolve(callback_band=band)
         elif ctx.mobile and not state.sms_requested:  # REQUEST_SMS: mobiles only, once
             out.append(act.RequestSms(str(effect.arg)))
-            state = replace(state, sms_requested=True)
+            state = state.evolve(sms_requested=True)
     return out, state
 
 
@@ -227,14 +226,14 @@ def _resident_hung_up(flow: Flow, state: State) -> Result:
         code = OutcomeCode.HANGUP_BEFORE_CONFIRM
     detail = _detail(state, state.step or "not_answered")
     detail["ended_by"] = "resident"
-    return [act.RecordOutcome(code, detail)], replace(state, ended=True, outcome=code)
+    return [act.RecordOutcome(code, detail)], state.evolve(ended=True, outcome=code)
 
 
 def _finish(current: Step, code: OutcomeCode, state: State) -> Result:
     out: list[act.Action] = [act.RecordOutcome(code, _detail(state, current.id))]
     if current.hangup:
         out.append(act.Hangup())
-    return out, replace(state, ended=True, outcome=code)
+    return out, state.evolve(ended=True, outcome=code)
 
 
 def _detail(state: State, step_id: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from functools import cached_property
 
 from ivr_scripts.actions import InputMode
 from ivr_scripts.model import OutcomeCode
@@ -168,7 +169,7 @@ class Step:
         )
         return self.say + self.prompt + extra
 
-    @property
+    @cached_property  # a step never changes; the engine asks at every step it enters
     def sensitivity(self) -> Sensitivity:
         levels = [text.sensitivity for text in self.texts()]
         return Sensitivity(max([self.discloses, *levels]))

@@ -8,10 +8,10 @@ Everything here is an immutable value. The dialer builds a :class:`CallContext` 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from kernel.errors import InvalidInput
 from kernel.models.enums import DisclosureLevel
@@ -119,3 +119,19 @@ class State:
     @property
     def started(self) -> bool:
         return self.step is not None or self.ended
+
+    def evolve(self, **changes: Any) -> State:
+        """``dataclasses.replace(self, **changes)`` without its per-field work (the engine
+        makes a new state several times per step). The fields are plain values that need no
+        ``__post_init__``; an unknown name raises as ``replace`` does."""
+        unknown = changes.keys() - _STATE_FIELDS
+        if unknown:
+            raise TypeError(f"State has no field {', '.join(sorted(unknown))}")
+        new = object.__new__(State)
+        values = new.__dict__
+        values.update(self.__dict__)
+        values.update(changes)
+        return new
+
+
+_STATE_FIELDS = frozenset(field.name for field in fields(State))

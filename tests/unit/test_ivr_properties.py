@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -174,3 +175,31 @@ def _check_spoken(actions: list[act.Action], ctx: CallContext, state: State) -> 
             assert state.second_factor is SecondFactor.PASSED
         if any(kind in action.text for kind in KINDS):
             assert state.identity_confirmed and ctx.disclosure is not DisclosureLevel.NOTICE
+
+
+states_strategy = st.builds(
+    State,
+    step=st.none() | st.sampled_from(sorted(FLOW.steps)),
+    ended=st.booleans(),
+    retries=st.integers(0, 3),
+    identity_confirmed=st.booleans(),
+    second_factor=st.sampled_from(list(SecondFactor)),
+    disclosure_reached=st.none() | st.sampled_from(list(DisclosureLevel)),
+)
+
+
+@given(state=states_strategy, retries=st.integers(0, 5), confirmed=st.booleans())
+def test_state_evolve_equals_dataclasses_replace(
+    state: State, retries: int, confirmed: bool
+) -> None:
+    before = vars(state).copy()
+    evolved = state.evolve(retries=retries, identity_confirmed=confirmed)
+    expected = replace(state, retries=retries, identity_confirmed=confirmed)
+    assert evolved == expected
+    assert hash(evolved) == hash(expected)
+    assert vars(state) == before  # the original is untouched
+
+
+def test_state_evolve_refuses_an_unknown_field() -> None:
+    with pytest.raises(TypeError, match="retry"):
+        State().evolve(retry=1)
