@@ -32,7 +32,15 @@ it for the group commit (:mod:`dialer.call_batches`; :meth:`CallSession.queue_ca
 answers through a callback instead of a future): one writer thread handles every report
 queued so far in one unit of work, in arrival order, each call under its own lock, and commits
 once; a batch that fails before its commit is handled again report by report, so one bad
-report fails alone. The Twilio webhooks use the queue.
+report fails alone. :meth:`CallSession.handle_now` handles a batch the same way on the
+caller's thread - the Twilio webhooks' event loop (:class:`~dialer.call_batches.LoopBatcher`)
+- when nothing has to wait: only on SQLite with in-process coordination (every lock and the
+database are in this process, so a batch is CPU work), and only when the writer thread has
+nothing queued, no call of the batch is locked elsewhere and the database's write lock is free
+(SQLite's busy wait is off for it); otherwise it declines and the reports go to the queue.
+There, two threads taking turns at the GIL cost about a quarter of a voice webhook's CPU in
+``bench/ivr_webhook.py``; on PostgreSQL or Redis a batch waits on the network, so it stays on
+the writer thread.
 
 Repeats are harmless: status repeats and events after the end map to nothing, the attempt is
 finished (and counted in the daily aggregates) once, and a carrier that can tell retries apart
@@ -81,8 +89,8 @@ from kernel.aggregates import (
     record_sms_status,
 )
 from kernel.calendar import CallingWindow
-from kernel.coordination import Coordination
-from kernel.db import Database
+from kernel.coordination import Coordination, LocalCoordination
+from kernel.db import Database, is_sqlite, lock_waits
 from kernel.errors import DunningError
 from kernel.models import (
     Attempt,
@@ -185,6 +193,10 @@ class CallSession:
             linger_seconds=settings.ivr.group_commit_linger_ms / 1000,
         )
         self.warnings: Counter[str] = Counter()
+        #: a batch is CPU work only: every lock and the database are in this process
+        self.batches_inline = is_sqlite(database.engine) and isinstance(
+            coordination, LocalCoordination
+        )
 
     # ---------------------------------------------------------------- calls
 
@@ -227,39 +239,59 @@ class CallSession:
             self._take_operator()
         return handled.actions
 
+    def handle_now(self, events: Sequence[CallEvent]) -> list[list[act.Action] | Exception] | None:
+        """A batch handled on the caller's thread (an event loop's), as the writer thread would
+        handle it, when that needs no waiting: ``None`` - nothing of it handled - when reports
+        cannot be batched here (:attr:`batches_inline` is false), when the writer thread still
+        has reports (they come first), or when a call's lock or the database's write lock is
+        held elsewhere; the caller then queues the reports for the writer thread."""
+        if not self.batches_inline or not self._writer.idle:
+            return None
+        return self._batch(events, wait=False)
+
     def _on_call_events(self, events: Sequence[CallEvent]) -> list[list[act.Action] | Exception]:
         """A batch from the writer thread, in arrival order: one unit of work for all of it;
         when that fails, each report again in its own (so one bad report fails alone)."""
+        results = self._batch(events, wait=True)
+        assert results is not None, "a batch that may wait is always handled"
+        return results
+
+    def _batch(
+        self, events: Sequence[CallEvent], *, wait: bool
+    ) -> list[list[act.Action] | Exception] | None:
         self._look_up_keys(events)
         found = [self._find_call(event) for event in events]
-        for ids in found:
-            if ids is None:
-                self._warn("unknown_call")
         pairs = enumerate(zip(events, found, strict=True))
         known = [(n, event, ids) for n, (event, ids) in pairs if ids is not None]
         results: list[list[act.Action] | Exception] = [[] for _ in events]
         try:
-            for n, actions in self._handle_together(known):
+            for n, actions in self._handle_together(known, wait=wait):
                 results[n] = actions
-        except _NotCommitted:  # nothing of the batch was saved: each report again, alone
+        except _NotCommitted:  # nothing of the batch was saved
+            if not wait:
+                return None
             log.warning("call session: a batch of %d reports failed; one by one", len(known))
             for n, event, ids in known:
                 try:
                     results[n] = self._one_call_event(event, ids)
                 except Exception as error:  # answered to that report only
                     results[n] = error
+        for _ in range(len(events) - len(known)):
+            self._warn("unknown_call")
         return results
 
     def _handle_together(
-        self, known: list[tuple[int, CallEvent, CallIds]]
+        self, known: list[tuple[int, CallEvent, CallIds]], *, wait: bool = True
     ) -> list[tuple[int, list[act.Action]]]:
+        """``wait=False``: a call lock or the database's write lock held elsewhere fails the
+        batch (:class:`_NotCommitted`) at once instead of being waited for."""
         attempt_ids = sorted({ids.attempt_id for _, _, ids in known})
         handled: list[tuple[int, int, _Handled]] = []
         with ExitStack() as held:
             try:
                 for attempt_id in attempt_ids:  # in id order: no deadlock between batches
-                    held.enter_context(self._locked(f"ivr-call:{attempt_id}"))
-                with self._db.unit_of_work() as session:
+                    held.enter_context(self._locked(f"ivr-call:{attempt_id}", wait=wait))
+                with self._db.unit_of_work() as session, lock_waits(session, wait=wait):
                     attempts = lock_attempts(session, attempt_ids)
                     stepping = {
                         ids.attempt_id for _, event, ids in known if may_step_the_flow(event)
@@ -507,10 +539,12 @@ class CallSession:
     # ---------------------------------------------------------------- helpers
 
     @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
+    def _locked(self, key: str, *, wait: bool = True) -> Iterator[None]:
         owner = f"{self._owner}:{next(self._holders)}"  # one owner per holder, even in-process
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while not self._coordination.acquire_lock(key, owner, CALL_LOCK_SECONDS):
+            if not wait:
+                raise CallSessionBusy(f"{key} is held elsewhere; not waiting for it here")
             if time.monotonic() > deadline:
                 raise CallSessionBusy(f"{key} is held by another process")
             time.sleep(0.005)

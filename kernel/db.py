@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+BUSY_TIMEOUT_MS = 30_000  # SQLite: how long a statement waits for a lock another connection holds
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -19,7 +21,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
         "PRAGMA secure_delete=ON",
-        "PRAGMA busy_timeout=30000",
+        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     ):
         cursor.execute(pragma)
     cursor.close()
@@ -42,6 +44,26 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def lock_waits(session: Session, *, wait: bool) -> Iterator[None]:
+    """With ``wait=False`` on SQLite, a statement in the block that needs the write lock while
+    another connection holds it fails at once (``database is locked``) instead of sleeping in
+    SQLite's busy handler for up to :data:`BUSY_TIMEOUT_MS`: for work on an event loop, which
+    must hand such work to a thread rather than wait. The timeout is restored on the way out,
+    before the unit of work commits (in WAL mode the commit takes no new lock). On other
+    databases, and with ``wait=True``, nothing changes."""
+    if wait or session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    driver = session.connection().connection.driver_connection  # sqlite3: no SQLAlchemy layers
+    assert driver is not None
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 class Database:

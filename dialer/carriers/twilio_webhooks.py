@@ -20,7 +20,7 @@ import hmac
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
+from dialer.call_batches import LoopBatcher, settle
 from dialer.carriers import twiml
 from dialer.carriers.twilio import (
     AMD_PATH,
@@ -96,6 +97,19 @@ class BatchingSink(Protocol):
     def queue_call_event(
         self, event: CallEvent, reply: Callable[[list[Action] | BaseException], None]
     ) -> None: ...
+
+
+@runtime_checkable
+class LoopBatchingSink(BatchingSink, Protocol):
+    """A batching sink that may also handle a batch on the event loop itself (the call
+    session on SQLite with in-process coordination: :meth:`~dialer.call_session.CallSession.
+    handle_now`), declining (``None``) whatever would have to wait."""
+
+    batches_inline: bool
+
+    def handle_now(
+        self, events: Sequence[CallEvent]
+    ) -> Sequence[list[Action] | BaseException] | None: ...
 
 
 class Step:
@@ -358,19 +372,16 @@ def sink_offload(sink_blocks: bool, threads: int = SINK_THREADS) -> Offload:
     return offload
 
 
-def _settle(answer: asyncio.Future[R], result: R | BaseException) -> None:
-    if answer.done():  # the webhook's request went away meanwhile
-        return
-    if isinstance(result, BaseException):
-        answer.set_exception(result)
-    else:
-        answer.set_result(result)
-
-
 def call_reporter(
     sink: CallEventSink, offload: Offload, sink_blocks: bool
 ) -> Callable[[CallEvent], Awaitable[list[Action]]]:
-    """How the router reports a call event: through the sink's own queue when it has one."""
+    """How the router reports a call event: batched on the event loop when the sink can
+    handle a batch there (:class:`~dialer.call_batches.LoopBatcher`), else through the sink's
+    own queue when it has one, else through ``offload``."""
+    if sink_blocks and isinstance(sink, LoopBatchingSink) and sink.batches_inline:
+        batcher: LoopBatcher[CallEvent, list[Action]]
+        batcher = LoopBatcher(sink.handle_now, sink.queue_call_event, max_batch=128)
+        return batcher.submit
     if sink_blocks and isinstance(sink, BatchingSink):
         queued = sink
 
@@ -379,7 +390,7 @@ def call_reporter(
             answer: asyncio.Future[list[Action]] = loop.create_future()
 
             def reply(result: list[Action] | BaseException) -> None:  # on the writer thread
-                loop.call_soon_threadsafe(_settle, answer, result)
+                loop.call_soon_threadsafe(settle, answer, result)
 
             queued.queue_call_event(event, reply)
             return await answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -523,6 +523,49 @@ def test_a_sink_that_only_computes_runs_on_the_event_loop() -> None:
     with TestClient(app) as client:
         answer(Twilio(client))
     assert sink.threads and not any(name.startswith("twilio-sink") for name in sink.threads)
+
+
+class LoopBatching(ThreadNoting):
+    """A sink that batches on the event loop (as the call session on SQLite does) unless
+    ``declines``; what it declines comes through its queue, answered from another thread."""
+
+    batches_inline = True
+
+    def __init__(self, declines: bool) -> None:
+        super().__init__()
+        self.declines = declines
+        self.batches: list[int] = []
+        self.queued = 0
+
+    def handle_now(self, events: Sequence[CallEvent]) -> list[list[act.Action]] | None:
+        if self.declines:
+            return None
+        self.batches.append(len(events))
+        return [self.on_call_event(event) for event in events]
+
+    def queue_call_event(
+        self, event: CallEvent, reply: Callable[[list[act.Action] | BaseException], None]
+    ) -> None:
+        self.queued += 1
+        threading.Thread(target=lambda: reply(self.on_call_event(event))).start()
+
+
+@pytest.mark.parametrize("declines", [False, True])
+def test_a_sink_that_batches_on_the_loop_gets_the_reports_there_or_through_its_queue(
+    declines: bool,
+) -> None:
+    sink = LoopBatching(declines)
+    call = sink.expect(KEY, context())
+    app = FastAPI()
+    app.include_router(twilio_router(sink, settings(), RecordingLiveCalls()))
+    with TestClient(app) as client:
+        twilio = Twilio(client)
+        answer(twilio)
+        assert press(twilio, "1").status_code == 200
+    assert [e.digits for e in call.events] == [None, "1"]
+    assert sink.queued == (2 if declines else 0)
+    assert sink.batches == ([] if declines else [1, 1])
+    assert not any(name.startswith("twilio-sink") for name in sink.threads)
 
 
 def test_sqlite_gets_one_sink_thread_a_server_database_several() -> None:
