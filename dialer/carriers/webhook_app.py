@@ -5,9 +5,9 @@ itself (:class:`~dialer.carriers.twilio_webhooks.WebhookGate`), sets no cookie a
 page, so the console's middleware (security headers, and FastAPI's error, telemetry and body
 limit layers) has nothing to add to them, yet took about a sixth of a voice webhook's CPU in
 ``bench/ivr_webhook.py``. :class:`WebhooksFirst` hands a request whose path is one of the
-webhook routers' straight to those routes (a bare Starlette router), and everything else to
-FastAPI as usual. An exception in a webhook is logged without the request's content and
-answered 500, as FastAPI's error middleware would.
+webhook routers' straight to its route (found by a dictionary look-up: the webhook paths are
+fixed), and everything else to FastAPI as usual. An exception in a webhook is logged without
+the request's content and answered 500, as FastAPI's error middleware would.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from starlette.routing import BaseRoute, Router
-from starlette.types import Message, Receive, Scope, Send
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,21 @@ class WebhooksFirst(FastAPI):
 
     def __init__(self, *, webhooks: Sequence[APIRouter] = (), **settings: Any) -> None:
         super().__init__(**settings)
-        routes: list[BaseRoute] = [route for router in webhooks for route in router.routes]
-        self.webhook_paths = frozenset(getattr(route, "path", "") for route in routes)
-        self._webhooks = Router(routes=routes)
+        routes = [route for router in webhooks for route in router.routes]
+        self._webhooks: dict[str, BaseRoute] = {}
+        for route in routes:
+            path = getattr(route, "path", None)
+            if not isinstance(route, Route) or not path or "{" in path or path in self._webhooks:
+                raise ValueError(f"webhook routes need one fixed path each: {route!r}")
+            self._webhooks[path] = route
+        self.webhook_paths = frozenset(self._webhooks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _route_path(scope) in self.webhook_paths:
-            await _guarded(self._webhooks, scope, receive, send)
-            return
+        if scope["type"] == "http":
+            route = self._webhooks.get(_route_path(scope))
+            if route is not None:  # Route.handle checks the method (405) and calls the app
+                await _guarded(route.handle, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -49,7 +56,7 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-async def _guarded(app: Router, scope: Scope, receive: Receive, send: Send) -> None:
+async def _guarded(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     started = False
 
     async def sending(message: Message) -> None:

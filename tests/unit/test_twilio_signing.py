@@ -13,6 +13,7 @@ from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator
 
 from dialer.carriers.twilio_signing import FormFields, Signer, form_fields
 from dialer.carriers.twilio_webhooks import query_values
+from dialer.carriers.webhook_asgi import WebhookRequest
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 URL = "https://dunning.example.jp/twilio/voice?a=k-1&ev=gather"
@@ -56,5 +57,9 @@ def test_an_unknown_algorithm_is_refused_as_the_validator_refuses_it() -> None:
 @given(st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4))
 def test_query_values_equal_starlettes_query_params(values: dict[str, str]) -> None:
     query = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in values.items())
-    request = Request({"type": "http", "query_string": query.encode("latin-1", "replace")})
-    assert query_values(request) == dict(request.query_params)
+    scope = {"type": "http", "query_string": query.encode("latin-1", "replace"), "headers": []}
+    assert query_values(WebhookRequest(scope, _no_body)) == dict(Request(scope).query_params)
+
+
+async def _no_body() -> dict[str, object]:
+    return {"type": "http.request", "body": b""}

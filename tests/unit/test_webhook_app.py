@@ -81,3 +81,17 @@ def test_webhooks_are_found_under_a_proxys_root_path() -> None:
         page = client.get("/dunning/page")
     assert (hook.status_code, hook.text, "x-marked" in hook.headers) == (200, "A", False)
     assert page.json() == {"page": "yes"}
+
+
+@pytest.mark.parametrize("path", ["/hooks/{call_id}", "/hooks/echo"])
+def test_webhook_routes_need_one_fixed_path_each(path: str) -> None:
+    hooks = APIRouter()
+
+    async def echo(request: Request) -> Response:
+        return Response(b"")
+
+    hooks.add_route("/hooks/echo", echo, methods=["POST"])
+    other = APIRouter()
+    other.add_route(path, echo, methods=["POST"])
+    with pytest.raises(ValueError, match="one fixed path each"):
+        WebhooksFirst(webhooks=[hooks, other])
