@@ -15,8 +15,12 @@ InputMode = Literal["dtmf", "speech"]
 
 @dataclass(frozen=True)
 class Say:
+    """``personal``: the text holds a value of this resident (the name, the receivables), so
+    it must not outlive the call anywhere (no cache keeps it); not part of equality."""
+
     text: str
     language: str
+    personal: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

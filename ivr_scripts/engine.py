@@ -15,7 +15,7 @@ import ivr_scripts.events as ev
 from ivr_scripts.flow import Effect, EffectKind, Flow, FlowError, Sensitivity, Step, Text
 from ivr_scripts.matching import hints, holds, match_choice, month_day
 from ivr_scripts.model import CallContext, OutcomeCode, SecondFactor, State, TimeBand
-from ivr_scripts.render import render
+from ivr_scripts.render import is_personal, render
 from kernel.models.enums import DisclosureLevel
 
 Result = tuple[list[act.Action], State]
@@ -140,7 +140,9 @@ def _guard(flow: Flow, current: Step, ctx: CallContext, state: State) -> None:
 
 def _say(texts: Sequence[Text], ctx: CallContext, state: State) -> list[act.Action]:
     return [
-        act.Say(render(text, ctx), ctx.language) for text in texts if holds(text.when, ctx, state)
+        act.Say(render(text, ctx), ctx.language, is_personal(text, ctx))
+        for text in texts
+        if holds(text.when, ctx, state)
     ]
 
 

@@ -23,6 +23,8 @@ VARIABLES: Mapping[str, Sensitivity] = {
     "total_amount": Sensitivity.DETAIL,
 }
 NAME_VARIABLE = "name"
+# The variables whose values belong to the resident called (the others are the town's).
+RESIDENT_VARIABLES = frozenset({"name", "items_summary", "items_detail", "total_amount"})
 # Literal words that tell a listener there is a debt: such texts need a confirmed identity.
 SENSITIVE_WORDS_JA = ("滞納", "税", "未納", "延滞", "納付", "督促", "催告", "差押", "支払", "払い")
 SENSITIVE_WORDS_EN = re.compile(
@@ -52,6 +54,12 @@ def literal_sensitivity(ja: str, en: str) -> Sensitivity:
     if any(word in ja for word in SENSITIVE_WORDS_JA) or SENSITIVE_WORDS_EN.search(en):
         return Sensitivity.CONFIRMED
     return Sensitivity.PUBLIC
+
+
+def is_personal(text: Text, ctx: CallContext) -> bool:
+    """Whether ``text``, rendered for ``ctx``, holds a value of the resident's."""
+    template = text.en if ctx.language == "en" else text.ja
+    return not RESIDENT_VARIABLES.isdisjoint(template_variables(template))
 
 
 def render(text: Text, ctx: CallContext) -> str:

@@ -12,6 +12,7 @@ once (barge-in).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ VOICE_LANGUAGES = {"ja": "ja-JP", "en": "en-US"}
 DEFAULT_LANGUAGE = "ja-JP"
 DIAL_TIMEOUT_SECONDS = 30
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+DOCUMENTS_KEPT = 256  # distinct documents without personal texts: a flow has a few dozen
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,29 @@ def voice_language(language: str) -> str:
 
 
 def render(actions: Sequence[act.Action], urls: FlowUrls, operator_number: str) -> str:
-    """The TwiML document for ``actions``; an empty action list hangs up."""
+    """The TwiML document for ``actions``; an empty action list hangs up.
+
+    A document that says nothing personal is the same for every call but for its URLs: it is
+    rendered once (with marks for the URLs, kept for the latest :data:`DOCUMENTS_KEPT`
+    distinct ones) and each call's URLs go in its copy. A document with a personal text
+    (:attr:`~ivr_scripts.actions.Say.personal`: the name, the receivables) is rendered anew
+    and kept nowhere."""
+    verbs = tuple(action for action in actions if isinstance(action, _VERBS))
+    if any(isinstance(verb, act.Say) and verb.personal for verb in verbs) or _marked(verbs, urls):
+        return _render(verbs, urls, operator_number)
+    document = _marked_document(verbs, operator_number)
+    # each URL escaped as _render writes it (tests compare the two ways for any URL)
+    filled = zip(_MARKED_URLS, (urls.gather, urls.no_input, urls.dial), _URL_ESCAPES, strict=True)
+    for mark, url, escape in filled:
+        if mark in document:
+            document = document.replace(mark, escape(url))
+    return document
+
+
+def _render(verbs: Sequence[act.Action], urls: FlowUrls, operator_number: str) -> str:
     response = VoiceResponse()
     pending: list[act.Say] = []
-    for action in actions:
+    for action in verbs:
         if isinstance(action, act.Say):
             pending.append(action)
             continue
@@ -65,9 +86,25 @@ def render(actions: Sequence[act.Action], urls: FlowUrls, operator_number: str) 
         elif isinstance(action, act.Hangup):
             response.hangup()
     _say_all(response, pending)
-    if not any(isinstance(a, act.Say | act.Gather | act.Transfer) for a in actions):
+    if not any(isinstance(a, act.Say | act.Gather | act.Transfer) for a in verbs):
         response.hangup()
     return _document(response)
+
+
+_VERBS = (act.Say, act.Gather, act.Transfer, act.Hangup)  # the rest are not telephony
+_MARK = "\ue000"  # a private-use character: in no URL (they are quoted), in no flow text
+_MARKED_URLS = (f"{_MARK}gather{_MARK}", f"{_MARK}no-input{_MARK}", f"{_MARK}dial{_MARK}")
+
+
+def _marked(verbs: tuple[act.Action, ...], urls: FlowUrls) -> bool:
+    """Whether a text or a URL holds the mark itself (none of ours does; then no copy)."""
+    texts = [verb.text for verb in verbs if isinstance(verb, act.Say)]
+    return any(_MARK in text for text in (*texts, urls.gather, urls.no_input, urls.dial))
+
+
+@functools.lru_cache(maxsize=DOCUMENTS_KEPT)
+def _marked_document(verbs: tuple[act.Action, ...], operator_number: str) -> str:
+    return _render(verbs, FlowUrls(*_MARKED_URLS), operator_number)
 
 
 def hang_up() -> str:
@@ -107,6 +144,10 @@ def _escape_attribute(text: str) -> str:
         if character in text:
             text = text.replace(character, entity)
     return text
+
+
+# how _render writes each URL: gather and dial as attributes, no-input as a <Redirect> text
+_URL_ESCAPES = (_escape_attribute, _escape_text, _escape_attribute)
 
 
 def _write(verb: TwiML, parts: list[str]) -> None:

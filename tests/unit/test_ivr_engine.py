@@ -456,3 +456,15 @@ def test_a_context_changed_mid_call_cannot_leak_a_higher_level() -> None:
     assert state.disclosure_reached is DisclosureLevel.SUMMARY
     with pytest.raises(FlowError, match=r"would reveal more than this call allows"):
         step(FLOW, ctx(disclosure=DisclosureLevel.NOTICE), state, Digits("8"))
+
+
+@pytest.mark.parametrize("disclosure", list(DisclosureLevel))
+def test_texts_with_a_residents_value_are_marked_personal(disclosure: DisclosureLevel) -> None:
+    """What carries the name or the receivables is marked, so no cache keeps it (TwiML)."""
+    answers = [HUMAN, Digits("1"), Digits("0415"), Digits("0")]
+    transcript = run(*answers, context=ctx(disclosure=disclosure))
+    says = [action for action in transcript.actions if isinstance(action, act.Say)]
+    resident_values = ("ヤマダ タロウ", *KINDS, *AMOUNTS, "令和6年度")
+    for say in says:
+        assert say.personal is any(value in say.text for value in resident_values), say.text
+    assert any(say.personal for say in says) and not all(say.personal for say in says)

@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 from twilio.twiml.voice_response import VoiceResponse
 
 import ivr_scripts.actions as act
-from dialer.carriers.twiml import FlowUrls, _document, hang_up, render, voice_language
+from dialer.carriers.twiml import (
+    FlowUrls,
+    _document,
+    _marked_document,
+    _render,
+    hang_up,
+    render,
+    voice_language,
+)
 from ivr_scripts.model import OutcomeCode, TimeBand
 
 URLS = FlowUrls(
@@ -170,3 +178,47 @@ def _voice_responses(draw: st.DrawFn) -> VoiceResponse:
 @given(_voice_responses())
 def test_the_direct_writer_equals_twilios_serialization(response: VoiceResponse) -> None:
     assert _document(response) == response.to_xml()
+
+
+_URL = st.text(st.sampled_from("ab&=?\"'<>/% é\ue000"), max_size=10).map(
+    lambda tail: "https://dunning.example.jp/twilio/voice?a=" + tail
+)
+_ACTIONS = st.lists(
+    st.one_of(
+        st.builds(
+            act.Say,
+            _TEXT | st.just("\ue000gather\ue000"),
+            st.sampled_from(["ja", "en"]),
+            st.booleans(),
+        ),
+        st.just(CONFIRM),
+        st.just(act.Gather(frozenset({"dtmf"}), None, 5)),
+        st.just(act.Transfer()),
+        st.just(act.Hangup()),
+        st.just(act.RecordOutcome(OutcomeCode.RPC_CONFIRMED)),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ACTIONS, _URL, _URL, _URL)
+def test_a_kept_document_gets_each_calls_own_urls(
+    actions: list[act.Action], gather: str, no_input: str, dial: str
+) -> None:
+    urls = FlowUrls(gather, no_input, dial)
+    verbs = [a for a in actions if not isinstance(a, act.RecordOutcome)]
+    assert render(actions, urls, OPERATOR) == _render(verbs, urls, OPERATOR)
+    assert render(actions, URLS, OPERATOR) == _render(verbs, URLS, OPERATOR)
+
+
+def test_documents_with_personal_texts_are_kept_nowhere() -> None:
+    personal = act.Say(GREETING.text, "ja", personal=True)
+    _marked_document.cache_clear()
+    render([personal, QUESTION, CONFIRM], URLS, OPERATOR)
+    assert _marked_document.cache_info().currsize == 0
+    render([QUESTION, CONFIRM], URLS, OPERATOR)
+    other = FlowUrls(*(url.replace("k1", "k2") for url in (URLS.gather, URLS.no_input, URLS.dial)))
+    assert "a=k2&amp;ev=gather" in render([QUESTION, CONFIRM], other, OPERATOR)
+    info = _marked_document.cache_info()
+    assert (info.currsize, info.hits) == (1, 1)
