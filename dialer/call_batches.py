@@ -183,7 +183,8 @@ class LoopBatcher(Generic[Item, Result]):
 
     For a sink whose batch is CPU work only (the call session on SQLite with in-process
     coordination): handing such a batch to a thread only makes the two threads take turns
-    at the GIL, which cost about a quarter of a voice webhook's CPU in ``bench/ivr_webhook.py``.
+    at the GIL. In ``bench/ivr_webhook.py`` a webhook of the flow cost 0.23 ms of the server's
+    CPU with its batches on the writer thread and 0.20 ms with them on the loop.
     """
 
     def __init__(

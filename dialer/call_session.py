@@ -38,9 +38,9 @@ caller's thread - the Twilio webhooks' event loop (:class:`~dialer.call_batches.
 database are in this process, so a batch is CPU work), and only when the writer thread has
 nothing queued, no call of the batch is locked elsewhere and the database's write lock is free
 (SQLite's busy wait is off for it); otherwise it declines and the reports go to the queue.
-There, two threads taking turns at the GIL cost about a quarter of a voice webhook's CPU in
-``bench/ivr_webhook.py``; on PostgreSQL or Redis a batch waits on the network, so it stays on
-the writer thread.
+There, two threads taking turns at the GIL cost a webhook a seventh of its CPU
+(``bench/ivr_webhook.py``); on PostgreSQL or Redis a batch waits on the network, so it stays
+on the writer thread.
 
 Repeats are harmless: status repeats and events after the end map to nothing, the attempt is
 finished (and counted in the daily aggregates) once, and a carrier that can tell retries apart
