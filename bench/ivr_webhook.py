@@ -15,7 +15,9 @@ The sink (``--sink``):
 * ``callsession`` (default): the production path. The router answers for the real
   :class:`~dialer.call_session.CallSession`, wired as ``dunning serve`` wires it
   (``dunning.wiring.build_services`` / ``build_telephony``: the settings' database, in-process
-  coordination, the keyring) on a SQLite file database (WAL) in a temporary directory, migrated
+  coordination, the keyring) on a SQLite file database (WAL) in a temporary directory, so the
+  reports of each pass of the event loop are saved together on the loop
+  (``dialer.call_batches.LoopBatcher``), as ``dunning serve`` saves them there; migrated
   and seeded before the server starts: one running campaign, one target per simulated line
   (sealed PII, a mobile phone, a receivable) and one claimed IVR attempt per call the line
   makes; the client posts those attempts' keys. Every attempt must end ``completed`` with an
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import platform
 import random
@@ -144,6 +145,7 @@ def serve(port: int, sink: str, inline_sink: bool, database_url: str | None) -> 
     from fastapi.responses import PlainTextResponse
 
     from dialer.carriers.webhook_app import WebhooksFirst
+    from kernel.collector import freeze_startup_objects
 
     if sink == "callsession":
         assert database_url, "the callsession sink needs --database-url"
@@ -158,10 +160,7 @@ def serve(port: int, sink: str, inline_sink: bool, database_url: str | None) -> 
     async def trivial() -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    # what dunning.runtime.freeze_startup_objects does once ``dunning serve`` has started
-    # (not imported from there: this script's directory shadows the ``reports`` package)
-    gc.collect()
-    gc.freeze()
+    freeze_startup_objects()  # what ``dunning serve`` does once it has started
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -549,7 +548,8 @@ def sink_description(args: argparse.Namespace) -> str:
         return (
             "the production path: twilio_router + the real CallSession wired as `dunning serve` "
             "wires it (dunning.wiring.build_services/build_telephony), SQLite file database "
-            "(WAL) in a temporary directory, in-process coordination; "
+            "(WAL) in a temporary directory, in-process coordination (the reports batched on "
+            "the event loop); "
             f"{args.calls} targets with sealed PII, one claimed attempt per simulated call"
         )
     return "the in-memory MemorySink (real IVR engine, no database; CallSession not measured), " + (

@@ -7,7 +7,6 @@ the automatic wipe, which must run once per installation rather than once per wo
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -32,6 +31,7 @@ from dialer.scheduler import (
 from dialer.wipe import wipe_due_campaigns
 from dunning.wiring import Services, Telephony, build_telephony, console_context, sms_catalog
 from kernel.calendar import TOKYO
+from kernel.collector import freeze_startup_objects
 from reports.scheduled import write_daily_reports
 from sync.sources import run_configured_sources
 
@@ -132,15 +132,6 @@ def create_web_app(services: Services, *, with_runtime: bool = True) -> FastAPI:
     app.state.runtime = runtime
     app.router.lifespan_context = _lifespan(runtime)
     return app
-
-
-def freeze_startup_objects() -> None:
-    """Move everything allocated so far (modules, the app, the services: about a million
-    objects) out of the garbage collector's reach: a full collection would otherwise walk
-    them all, pausing every request for tens of milliseconds (the IVR webhooks' p99 went from
-    15-60 ms to 7-10 ms in ``bench/ivr_webhook.py``). Call once, when start-up is done."""
-    gc.collect()
-    gc.freeze()
 
 
 def _lifespan(runtime: ProcessRuntime) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:

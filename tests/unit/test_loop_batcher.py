@@ -143,3 +143,18 @@ def test_the_writer_is_idle_only_when_everything_submitted_is_answered() -> None
     gate.set()
     assert first.result(timeout=5) == "a" and queued.result(timeout=5) == "b"
     assert committer.idle
+
+
+def test_items_of_the_next_pass_join_the_batch() -> None:
+    inline = Inline()
+    batcher = LoopBatcher(inline, Writer().hand_over)
+
+    async def late(item: str) -> str:
+        await asyncio.sleep(0)  # submitted one pass later
+        return await batcher.submit(item)
+
+    async def scenario() -> list[str]:
+        return list(await asyncio.gather(batcher.submit("a"), late("b")))
+
+    assert asyncio.run(scenario()) == ["A", "B"]
+    assert inline.batches == [["a", "b"]]
