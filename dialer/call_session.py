@@ -145,11 +145,13 @@ class _NotCommitted(Exception):
 @dataclass
 class _Unit:
     """What one unit of work has handled but not written yet: the session records of its
-    reports (stored after the commit; a batch may hold several reports of one call) and the
-    counters of the calls it finished (written together before the commit)."""
+    reports (stored after the commit; a batch may hold several reports of one call), the
+    counters of the calls it finished (written together before the commit) and its warnings
+    (counted once it is committed: a batch handled again must not count them twice)."""
 
     records: dict[str, SessionRecord] = field(default_factory=dict)
     counts: CounterBatch = field(default_factory=CounterBatch)
+    warnings: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -229,6 +231,7 @@ class CallSession:
                 handled = self._handle(session, attempt, key, event, unit)
                 write_changes(session, [attempt])
                 unit.counts.write(session)
+            self._warn_all(unit.warnings)
             self._store(handled)
         return self._after_commit(attempt_id, handled)
 
@@ -287,6 +290,7 @@ class CallSession:
         batch (:class:`_NotCommitted`) at once instead of being waited for."""
         attempt_ids = sorted({ids.attempt_id for _, _, ids in known})
         handled: list[tuple[int, int, _Handled]] = []
+        unit = _Unit()
         with ExitStack() as held:
             try:
                 for attempt_id in attempt_ids:  # in id order: no deadlock between batches
@@ -297,7 +301,6 @@ class CallSession:
                         ids.attempt_id for _, event, ids in known if may_step_the_flow(event)
                     }
                     self._open_new_calls(session, [attempts[i] for i in sorted(stepping)])
-                    unit = _Unit()
                     for n, event, ids in known:
                         key = session_key(ids.campaign_id, ids.attempt_id)
                         one = self._handle(session, attempts[ids.attempt_id], key, event, unit)
@@ -310,6 +313,7 @@ class CallSession:
                 raise _NotCommitted from error
             # Committed. A failure from here on reaches every report of the batch, as it
             # reaches the caller of on_call_event: nothing is handled twice.
+            self._warn_all(unit.warnings)
             for _, _, one in handled:
                 self._store(one)
         return [(n, self._after_commit(attempt_id, one)) for n, attempt_id, one in handled]
@@ -381,7 +385,7 @@ class CallSession:
         record = unit.records.get(key) or self._load(key, attempt)
         token = retry_token(event)
         if token is not None and token in record.seen:
-            self._warn("repeated_event")
+            unit.warnings["repeated_event"] += 1
             return _Handled([], key, None, ended=record.phase is CallPhase.ENDED)
         self._bind(attempt, event)
         ivr_event = to_ivr_event(event, record.phase)
@@ -391,7 +395,7 @@ class CallSession:
         if ivr_event is not None:
             if isinstance(ivr_event, CallAnswered) and attempt.answered_at is None:
                 attempt.update(answered_at=event.occurred_at)
-            actions, engine = self._step(session, attempt, engine, ivr_event)
+            actions, engine = self._step(session, attempt, engine, ivr_event, unit)
             if engine.identity_confirmed and attempt.identity_confirmed_at is None:
                 attempt.update(identity_confirmed_at=event.occurred_at)
             self._effects.apply(session, attempt, actions)
@@ -430,11 +434,11 @@ class CallSession:
             attempt.update(status=AttemptStatus.IN_PROGRESS)
 
     def _step(
-        self, session: Session, attempt: LiveAttempt, engine: State, ivr_event: Event
+        self, session: Session, attempt: LiveAttempt, engine: State, ivr_event: Event, unit: _Unit
     ) -> tuple[list[act.Action], State]:
         opened = self._opened(session, attempt)
         if opened is None:
-            self._warn("context_unavailable")
+            unit.warnings["context_unavailable"] += 1
             return [act.Hangup()], replace(engine, ended=True)
         context = opened.context
         available = self._operator_free() > 0  # read afresh: operators come and go mid-call
@@ -553,6 +557,10 @@ class CallSession:
         finally:
             self._coordination.release_lock(key, owner)
 
-    def _warn(self, reason: str) -> None:
-        self.warnings[reason] += 1
+    def _warn(self, reason: str, times: int = 1) -> None:
+        self.warnings[reason] += times
         log.warning("call session: %s (seen %d times)", reason, self.warnings[reason])
+
+    def _warn_all(self, warnings: Counter[str]) -> None:
+        for reason, times in warnings.items():
+            self._warn(reason, times)

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,19 @@ def test_a_failing_inline_batch_is_declined_whole_for_the_writer_thread(
     assert sink.handle_now([_event(call, 1, **ANSWERED)]) is None  # nothing saved, no retry
     assert call.attempt().status is AttemptStatus.CLAIMED
     assert _kinds(sink.submit_call_event(_event(call, 1, **ANSWERED)).result(30))[-1] == "Gather"
+
+
+def test_the_warnings_of_a_declined_batch_are_counted_once(
+    inline: Call, write_lock: sqlite3.Connection
+) -> None:
+    other = _second_call(inline)
+    retried = replace(_event(inline, 1, **ANSWERED), raw={"idempotency_token": "retry-1"})
+    write_lock.execute("ROLLBACK")
+    assert inline.sink.handle_now([retried]) is not None
+    write_lock.execute("BEGIN IMMEDIATE")  # another writer, while Twilio retries
+    batch = [retried, _event(other, 1, **ANSWERED)]
+    assert inline.sink.handle_now(batch) is None  # the repeat was seen, then the batch declined
+    write_lock.execute("ROLLBACK")
+    results = [inline.sink.submit_call_event(event).result(timeout=30) for event in batch]
+    assert results[0] == [] and _kinds(results[1])[-1] == "Gather"
+    assert inline.sink.warnings["repeated_event"] == 1
