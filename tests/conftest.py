@@ -85,6 +85,16 @@ def _fresh_schema(url: str) -> Database:
     return database
 
 
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty SQLite database in a temp file, for what only SQLite does."""
+    database = _fresh_schema(f"sqlite:///{tmp_path / 'sqlite-only.sqlite3'}")
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty database: SQLite in a temp file, and PostgreSQL."""

@@ -10,8 +10,6 @@ migrated SQLite database seeded with one attempt per scenario.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -20,7 +18,6 @@ from sqlalchemy import select
 from dialer.call_records import session_key
 from dialer.call_session import CallSession
 from dialer.ports import CallRequest
-from kernel import migrate
 from kernel.coordination import LocalCoordination
 from kernel.db import Database
 from kernel.models import Attempt, AttemptStatus, DailyAggregate
@@ -64,16 +61,6 @@ def harness_module(request: pytest.FixtureRequest) -> ModuleType:
         pytest.fail(f"harness_{name}.py does not import: {loaded!r}")
     assert isinstance(loaded, ModuleType)
     return loaded
-
-
-@pytest.fixture
-def sqlite_database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'contract.sqlite3'}")
-    migrate.upgrade(database)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -16,7 +15,6 @@ from sqlalchemy.engine import make_url
 
 from dialer.call_session import CallSession
 from dialer.ports import AnsweredBy, CallEvent, CallStatus
-from kernel import migrate
 from kernel.coordination import Coordination, LocalCoordination
 from kernel.db import BUSY_TIMEOUT_MS, Database
 from kernel.models import AttemptStatus
@@ -35,14 +33,6 @@ from tests.integration.test_call_session import (
 __all__ = ["coordination", "keyring"]  # fixtures used by the tests below
 
 ANSWERED = {"status": CallStatus.IN_PROGRESS, "answered_by": AnsweredBy.HUMAN}
-
-
-@pytest.fixture
-def sqlite_database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'inline.sqlite3'}")
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -501,16 +501,22 @@ class ThreadNoting(MemorySink):
         return super().on_call_event(event)
 
 
-def test_a_blocking_sink_runs_on_the_routers_threads_in_arrival_order() -> None:
-    sink = ThreadNoting()
+def _answer_and_press(sink: MemorySink, *keys: str) -> MemoryCall:
+    """One call through a router over ``sink``: answered, then ``keys`` pressed."""
     call = sink.expect(KEY, context())
     app = FastAPI()
     app.include_router(twilio_router(sink, settings(), RecordingLiveCalls()))
     with TestClient(app) as client:
         twilio = Twilio(client)
         answer(twilio)
-        press(twilio, "1")
-        press(twilio, "0")
+        for key in keys:
+            assert press(twilio, key).status_code == 200
+    return call
+
+
+def test_a_blocking_sink_runs_on_the_routers_threads_in_arrival_order() -> None:
+    sink = ThreadNoting()
+    call = _answer_and_press(sink, "1", "0")
     assert [e.digits for e in call.events] == [None, "1", "0"]
     assert sink.threads and all(name.startswith("twilio-sink") for name in sink.threads)
 
@@ -555,13 +561,7 @@ def test_a_sink_that_batches_on_the_loop_gets_the_reports_there_or_through_its_q
     declines: bool,
 ) -> None:
     sink = LoopBatching(declines)
-    call = sink.expect(KEY, context())
-    app = FastAPI()
-    app.include_router(twilio_router(sink, settings(), RecordingLiveCalls()))
-    with TestClient(app) as client:
-        twilio = Twilio(client)
-        answer(twilio)
-        assert press(twilio, "1").status_code == 200
+    call = _answer_and_press(sink, "1")
     assert [e.digits for e in call.events] == [None, "1"]
     assert sink.queued == (2 if declines else 0)
     assert sink.batches == ([] if declines else [1, 1])

@@ -92,17 +92,21 @@ def test_each_report_gets_its_own_exception() -> None:
         bad.result(timeout=5)
 
 
-def test_a_failing_batch_fails_every_report_of_it_and_the_writer_goes_on() -> None:
-    calls = 0
+class FailsFirstBatch:
+    """A batch handler whose first batch fails as a whole; later ones echo their items."""
 
-    def flaky(items: Sequence[str]) -> list[str | BaseException]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, items: Sequence[str]) -> list[str | BaseException]:
+        self.calls += 1
+        if self.calls == 1:
             raise RuntimeError("database gone")
         return list(items)
 
-    writer = GroupCommitter(flaky)
+
+def test_a_failing_batch_fails_every_report_of_it_and_the_writer_goes_on() -> None:
+    writer = GroupCommitter(FailsFirstBatch())
     with pytest.raises(RuntimeError, match="database gone"):
         writer.submit("x").result(timeout=5)
     assert writer.submit("y").result(timeout=5) == "y"

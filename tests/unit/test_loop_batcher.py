@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from dialer.call_batches import GroupCommitter, LoopBatcher
+from tests.unit.test_call_session_group_commit import FailsFirstBatch
 
 
 class Inline:
@@ -92,16 +93,7 @@ def test_a_declined_batch_goes_to_the_writer_thread_and_is_answered_from_there()
 
 
 def test_a_failing_batch_fails_every_item_of_it_and_the_next_pass_goes_on() -> None:
-    calls = 0
-
-    def flaky(items: Sequence[str]) -> list[str | BaseException]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("database gone")
-        return list(items)
-
-    batcher = LoopBatcher(flaky, Writer().hand_over)
+    batcher = LoopBatcher(FailsFirstBatch(), Writer().hand_over)
 
     async def scenario() -> tuple[list[object], str]:
         failed = await _submit_together(batcher, ["x", "y"])
