@@ -16,8 +16,8 @@ timed wait for a lone report doubled the CPU it cost on this machine.
 The thread starts with the first report and ends after ``idle_seconds`` without one.
 
 :class:`LoopBatcher` is the same group commit on an asyncio event loop, for a sink whose
-batch is CPU work only: the reports of one pass of the loop are handled together there, and
-what the sink declines (it would have to wait) goes to the writer thread's queue.
+batch is CPU work only: the reports of a pass of the loop (and the next) are handled together
+there, and what the sink declines (it would have to wait) goes to the writer thread's queue.
 """
 
 from __future__ import annotations
@@ -177,10 +177,10 @@ HandOver = Callable[[Item, Callable[[Result | BaseException], None]], None]
 class LoopBatcher(Generic[Item, Result]):
     """Group commit on an asyncio event loop: the items submitted during one pass of the loop
     and the next are handled together at the end of that next pass, on the loop, by
-    ``handle_now`` (in batches of up to ``max_batch``,
-    in arrival order) when it can handle them without waiting; when it declines (``None``:
-    something would have to wait), each item goes to ``hand_over`` - the writer thread's queue
-    (:meth:`GroupCommitter.submit_to`) - and is answered from there.
+    ``handle_now`` (in batches of up to ``max_batch``, in arrival order) when it can handle
+    them without waiting; when it declines (``None``: something would have to wait), each
+    item goes to ``hand_over`` - the writer thread's queue (:meth:`GroupCommitter.submit_to`)
+    - and is answered from there.
 
     For a sink whose batch is CPU work only (the call session on SQLite with in-process
     coordination): handing such a batch to a thread only makes the two threads take turns

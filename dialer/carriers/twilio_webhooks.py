@@ -104,9 +104,9 @@ class BatchingSink(Protocol):
 
 @runtime_checkable
 class LoopBatchingSink(BatchingSink, Protocol):
-    """A batching sink that may also handle a batch on the event loop itself (the call
-    session on SQLite with in-process coordination: :meth:`~dialer.call_session.CallSession.
-    handle_now`), declining (``None``) whatever would have to wait."""
+    """A batching sink that may also handle a batch on the event loop itself, declining
+    (``None``) whatever would have to wait: the call session on SQLite with in-process
+    coordination (:meth:`dialer.call_session.CallSession.handle_now`)."""
 
     batches_inline: bool
 
