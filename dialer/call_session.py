@@ -79,14 +79,13 @@ from dialer.call_memory import CallIds, CallIndex, ContextCache, OpenedCall
 from dialer.call_records import ParsedRecords, SessionRecord, retry_token, session_key
 from dialer.clock import Clock, SystemClock
 from dialer.live_attempts import LiveAttempt, lock_attempts, write_changes
-from dialer.ports import CallEvent, InboundSms, SmsStatus, SmsStatusEvent
-from dialer.sms import is_opt_out
+from dialer.ports import CallEvent, InboundSms, SmsStatusEvent
+from dialer.sms_reports import SmsReports
 from ivr_scripts import Flow, State, load_builtin_flow, step
 from ivr_scripts.events import CallAnswered, Event
 from kernel.aggregates import (
     CounterBatch,
     record_attempt_result,
-    record_sms_status,
 )
 from kernel.calendar import CallingWindow
 from kernel.coordination import Coordination, LocalCoordination
@@ -95,7 +94,6 @@ from kernel.errors import DunningError
 from kernel.models import (
     Attempt,
     AttemptStatus,
-    Channel,
 )
 from kernel.pii import KeyRing
 from kernel.settings import Settings
@@ -109,8 +107,6 @@ LOCK_WAIT_SECONDS = 10.0
 SEEN_TOKENS_KEPT = 64
 CONTEXT_TTL_SECONDS = 600.0  # an opened call context is reopened after this, at the latest
 _DONE = frozenset({AttemptStatus.COMPLETED, AttemptStatus.REFUSED, AttemptStatus.CANCELLED})
-_FINAL_SMS = frozenset({SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.FAILED})
-_FINAL_SMS_VALUES = frozenset(status.value for status in _FINAL_SMS)
 FlowLoader = Callable[[str], Flow]
 # Built once (the queries of every report differ only in their parameters).
 _BY_KEY = select(Attempt.id, Attempt.campaign_id).where(Attempt.idempotency_key == bindparam("key"))
@@ -189,6 +185,7 @@ class CallSession:
         self.contexts = ContextCache(ttl)
         self._parsed = ParsedRecords()
         self._opener = ContextOpener(keyring, settings)
+        self._sms = SmsReports(database, keyring, self._effects, self._warn)
         self._writer = GroupCommitter(
             self._on_call_events,
             name="call-session-writer",
@@ -504,41 +501,11 @@ class CallSession:
     # ---------------------------------------------------------------- SMS reports
 
     def on_sms_status(self, event: SmsStatusEvent) -> None:
-        with self._db.unit_of_work() as session:
-            attempt = session.scalars(
-                select(Attempt)
-                .where(Attempt.carrier_ref == event.carrier_ref, Attempt.channel == Channel.SMS)
-                .with_for_update()
-            ).first()
-            if attempt is None:
-                self._warn("unknown_sms")
-                return
-            self._record_sms_status(session, attempt, event)
-
-    def _record_sms_status(self, session: Session, attempt: Attempt, event: SmsStatusEvent) -> None:
-        """The latest delivery status on the (already sent and counted) SMS attempt; each
-        final delivery status is counted once. A late ``sent`` never overwrites it."""
-        previous = attempt.carrier_result
-        if previous in _FINAL_SMS_VALUES or previous == event.status.value:
-            return
-        attempt.carrier_result = event.status.value
-        if event.status in _FINAL_SMS:
-            record_sms_status(
-                session,
-                campaign_id=attempt.campaign_id,
-                person_id=attempt.person_id,
-                status=event.status.value,
-                at=event.occurred_at,
-            )
+        self._sms.on_sms_status(event)
 
     def on_inbound_sms(self, message: InboundSms) -> None:
         """停止 / STOP puts the sender's number (as a digest only) on the do-not-call list."""
-        if not is_opt_out(message.body):
-            self._warn("inbound_sms_not_opt_out")
-            return
-        digest = self._keyring.digest("phone", message.from_e164.strip())
-        with self._db.unit_of_work() as session:
-            self._effects.block_number(session, digest, "opt_out", "sms")
+        self._sms.on_inbound_sms(message)
 
     # ---------------------------------------------------------------- helpers
 
