@@ -3,7 +3,8 @@
 :func:`twilio_router` builds one FastAPI router. Every request is checked before anything
 else: a body over ``twilio.max_webhook_body_bytes`` gets 413, a missing or wrong
 ``X-Twilio-Signature`` gets 403; neither reaches the sink. The signature is checked against
-``public_base_url`` + path + query, the URL Twilio was given, so it holds behind a proxy.
+``public_base_url`` + path + query, the URL Twilio was given, so it holds behind a proxy
+(:mod:`dialer.carriers.twilio_gate`).
 
 Form fields become :class:`~dialer.ports.CallEvent` / :class:`~dialer.ports.SmsStatusEvent` /
 :class:`~dialer.ports.InboundSms` for the sink (the call session), whose answer is rendered as
@@ -16,21 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
-from urllib.parse import parse_qsl, quote_plus
+from urllib.parse import quote_plus
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
-from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from dialer.call_batches import LoopBatcher, settle
 from dialer.carriers import twiml
@@ -43,7 +41,7 @@ from dialer.carriers.twilio import (
     TwilioCarrier,
     webhook_url,
 )
-from dialer.carriers.twilio_signing import FormFields, Signer, form_fields
+from dialer.carriers.twilio_gate import Verified, WebhookGate, query_values
 from dialer.carriers.webhook_asgi import Answer, WebhookEndpoint, WebhookRequest
 from dialer.ports import (
     AnsweredBy,
@@ -55,7 +53,6 @@ from dialer.ports import (
     SmsStatusEvent,
 )
 from ivr_scripts.actions import Action
-from kernel.errors import ConfigurationError
 from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,10 +60,6 @@ R = TypeVar("R")
 Offload = Callable[..., Awaitable[Any]]
 
 XML = "text/xml; charset=utf-8"
-SIGNATURE_HEADER = "x-twilio-signature"
-SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
-IDEMPOTENCY_HEADER = "i-twilio-idempotency-token"
-REPLAY_CACHE_SIZE = 10_000
 SINK_THREADS = 8  # the sink's threads on a server database (PostgreSQL)
 # Form fields that carry no personal data; only these are kept in CallEvent.raw.
 SAFE_FIELDS = (
@@ -258,74 +251,6 @@ def inbound_sms(form: dict[str, str], now: datetime) -> InboundSms | None:
     if not sid or not sender:
         return None
     return InboundSms(sid, now, sender, form.get("Body", ""))
-
-
-def query_values(request: WebhookRequest) -> dict[str, str]:
-    """The query's values as ``request.query_params`` reads them (the last of a repeated
-    name), without building Starlette's multi-dict."""
-    return dict(parse_qsl(request.query, True))
-
-
-# --- the gate: size, signature, replays ----------------------------------------------------
-
-
-@dataclass
-class Verified:
-    form: dict[str, str]
-    replay_token: str | None
-
-
-class WebhookGate:
-    """Reads a webhook body within a size limit and checks Twilio's signature on it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.public_base_url = settings.public_base_url.rstrip("/")
-        self.max_bytes = settings.twilio.max_webhook_body_bytes
-        token = settings.twilio.auth_token.get_secret_value()
-        if not token:  # an empty key would let anyone sign
-            raise ConfigurationError("setting twilio.auth_token is required for the webhooks")
-        self.validator = RequestValidator(token)
-        self.signer = Signer(token)
-        self.answers: OrderedDict[str, Answer] = OrderedDict()
-
-    def public_url(self, request: WebhookRequest, path: str) -> str:
-        query = request.query
-        return f"{self.public_base_url}{path}" + (f"?{query}" if query else "")
-
-    async def admit(self, request: WebhookRequest, path: str) -> Verified | Answer:
-        body = await request.body(self.max_bytes)
-        if body is None:
-            return Answer.text(413, "request body too large")
-        form = form_fields(body)
-        if not self._signed(request, path, form):
-            log.warning("twilio webhook %s refused: missing or invalid signature", path)
-            return Answer.text(403, "invalid signature")
-        return Verified(form, request.headers.get(IDEMPOTENCY_HEADER))
-
-    def _signed(self, request: WebhookRequest, path: str, form: FormFields) -> bool:
-        """Twilio's signature check; the URL as configured is tried first (one HMAC)."""
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if not signature:
-            return False
-        algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-        url = self.public_url(request, path)
-        try:
-            expected = self.signer.signature(url, form, algorithm)
-        except ValueError:  # an algorithm this library does not know
-            return False
-        if hmac.compare_digest(expected.encode(), signature.encode()):
-            return True
-        return bool(self.validator.validate(url, form, signature, algorithm))
-
-    def replayed(self, token: str | None) -> Answer | None:
-        return self.answers.get(token) if token else None
-
-    def remember(self, token: str | None, response: Answer) -> Answer:
-        if token:
-            self.answers[token] = response
-            while len(self.answers) > REPLAY_CACHE_SIZE:
-                self.answers.popitem(last=False)
-        return response
 
 
 # --- the router ----------------------------------------------------------------------------

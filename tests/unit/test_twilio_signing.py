@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator
 
+from dialer.carriers.twilio_gate import query_values
 from dialer.carriers.twilio_signing import FormFields, Signer, form_fields
-from dialer.carriers.twilio_webhooks import query_values
 from dialer.carriers.webhook_asgi import WebhookRequest
 
 TOKEN = "0123456789abcdef0123456789abcdef"
