@@ -54,8 +54,9 @@ TARGET_P95_MS = 100.0
 
 def server_app() -> Any:
     """uvicorn factory for the server processes (configured through BENCH_* variables)."""
-    from kernel.coordination import LocalCoordination, RedisCoordination
+    from kernel.coordination import LocalCoordination
     from kernel.db import Database
+    from kernel.redis_coordination import RedisCoordination
     from tests.e2e.world import console_app
 
     redis_url = os.environ.get("BENCH_REDIS_URL", "")

@@ -34,12 +34,7 @@ from dialer.ports import (
 )
 from ivr_scripts.model import TimeBand
 from kernel.calendar import TOKYO, CallingPolicy, CallingWindow
-from kernel.coordination import (
-    Coordination,
-    CoordinationUnavailable,
-    LocalCoordination,
-    RedisCoordination,
-)
+from kernel.coordination import Coordination, CoordinationUnavailable, LocalCoordination
 from kernel.db import Database
 from kernel.models import (
     Attempt,
@@ -53,6 +48,7 @@ from kernel.models import (
     PhoneStatus,
 )
 from kernel.pii import KeyRing
+from kernel.redis_coordination import RedisCoordination
 from kernel.settings import load_settings
 from tests.contract.seed import MASTER_SECRET, PII, RESIDENT_E164, Seeded, seed_campaign
 

@@ -24,10 +24,10 @@ from kernel.coordination import (
     CoordinationUnavailable,
     JSONValue,
     LocalCoordination,
-    RedisCoordination,
     connect_coordination,
 )
 from kernel.errors import DunningError
+from kernel.redis_coordination import RedisCoordination
 
 T = TypeVar("T")
 Elapse = Callable[[float], None]

@@ -13,9 +13,9 @@ from kernel.coordination import (
     Coordination,
     CoordinationUnavailable,
     LocalCoordination,
-    RedisCoordination,
     connect_coordination,
 )
+from kernel.redis_coordination import RedisCoordination
 
 
 class FakeClock:

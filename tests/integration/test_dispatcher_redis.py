@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from kernel.coordination import RedisCoordination
 from kernel.db import Database
 from kernel.models import PhoneKind
+from kernel.redis_coordination import RedisCoordination
 from tests.fakes.dialer_world import Target, World, new_number
 
 pytestmark = pytest.mark.redis

@@ -35,7 +35,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from dialer.wipe import wipe_campaign
-from kernel.coordination import Coordination, LocalCoordination, RedisCoordination
+from kernel.coordination import Coordination, LocalCoordination
 from kernel.db import Database
 from kernel.models import (
     Attempt,
@@ -49,6 +49,7 @@ from kernel.models import (
     Receivable,
 )
 from kernel.pii import KeyRing, PiiCipher
+from kernel.redis_coordination import RedisCoordination
 from kernel.settings import SyncSettings
 from sync.importer import import_file
 from sync.results import NOTES_FIELD, export_results
