@@ -17,9 +17,10 @@ from dialer.ports import Carrier
 from dialer.simulator import SimulatedCarrier
 from dialer.sms import SmsCatalog, load_catalog
 from kernel.calendar import CallingWindow
-from kernel.coordination import Coordination, connect_coordination
+from kernel.coordination import Coordination, LocalCoordination
 from kernel.db import Database
 from kernel.pii import KeyRing
+from kernel.redis_coordination import RedisCoordination
 from kernel.settings import Settings, get_settings
 
 
@@ -39,6 +40,13 @@ class Services:
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+def connect_coordination(redis_url: str | None, namespace: str = "dunning") -> Coordination:
+    """Redis when a URL is configured, otherwise the in-process implementation."""
+    if redis_url:
+        return RedisCoordination(redis_url, namespace)
+    return LocalCoordination()
 
 
 def sms_catalog(settings: Settings) -> SmsCatalog:

@@ -5,8 +5,8 @@ One small port, :class:`Coordination`, with two implementations that pass the sa
 * :class:`LocalCoordination` - the single-machine default without Redis: everything lives in
   this process, guarded by one mutex, timed by an injectable monotonic clock.
 * :class:`~kernel.redis_coordination.RedisCoordination` (in its own module) - many web and
-  dialer processes on several machines, sharing one Redis. :func:`connect_coordination`
-  picks it when a Redis URL is configured.
+  dialer processes on several machines, sharing one Redis. The composition root
+  (:func:`dunning.wiring.connect_coordination`) picks it when a Redis URL is configured.
 
 When Redis cannot be reached every call (except :meth:`Coordination.ping`, which answers
 ``False``) raises :class:`CoordinationUnavailable`, so callers stop dialing instead of guessing.
@@ -288,12 +288,3 @@ class LocalCoordination:
         for window in self._windows.values():
             window.evict(now)
         self._windows = {k: w for k, w in self._windows.items() if w.grants}
-
-
-def connect_coordination(redis_url: str | None, namespace: str = "dunning") -> Coordination:
-    """Redis when a URL is configured, otherwise the in-process implementation."""
-    if redis_url:
-        from kernel.redis_coordination import RedisCoordination  # redis-py only when used
-
-        return RedisCoordination(redis_url, namespace)
-    return LocalCoordination()

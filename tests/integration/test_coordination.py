@@ -19,12 +19,12 @@ from typing import TypeVar
 import pytest
 import redis
 
+from dunning.wiring import connect_coordination
 from kernel.coordination import (
     Coordination,
     CoordinationUnavailable,
     JSONValue,
     LocalCoordination,
-    connect_coordination,
 )
 from kernel.errors import DunningError
 from kernel.redis_coordination import RedisCoordination

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from dunning.wiring import connect_coordination
 from kernel.coordination import (
     Coordination,
     CoordinationUnavailable,
     LocalCoordination,
-    connect_coordination,
 )
 from kernel.redis_coordination import RedisCoordination
 
